@@ -1,0 +1,17 @@
+//! # Oar
+//!
+//! A layered deep-learning library in Rust. This facade re-exports the
+//! workspace crates; most programs only need `use oar::prelude::*`.
+
+pub use oar_tensor as tensor;
+pub use oar_tensor::{
+    manual_seed, no_grad, num_threads, set_num_threads, AvgPool2dParams, Conv2dParams, ConvTranspose2dParams, DType,
+    Device, Error, MaxPool2dParams, Result, Shape, Tensor,
+};
+
+/// The names most programs use.
+pub mod prelude {
+    pub use oar_tensor::{
+        AvgPool2dParams, Conv2dParams, ConvTranspose2dParams, DType, Device, MaxPool2dParams, Result, Shape, Tensor,
+    };
+}

@@ -1,0 +1,287 @@
+//! Element-wise CPU kernels: unary, clamp, binary (tensor and scalar),
+//! comparisons, `where` and dtype casts.
+
+use super::storage::{map_storage, with_storage};
+use super::strided::{map1, map2, map3};
+use super::CpuStorage;
+use crate::dtype::{Float, FloatDType};
+use crate::op::{BinaryOp, CmpOp, UnaryOp};
+use crate::{DType, Error, Layout, Result, WithDType};
+
+fn unary_float<T: FloatDType>(op: UnaryOp, src: &[T], l: &Layout) -> Vec<T> {
+    macro_rules! m {
+        (|$x:ident| $e:expr) => {
+            map1(src, l, |v: T| {
+                let $x = v.to_acc();
+                T::from_acc($e)
+            })
+        };
+    }
+    let one = <T::Acc as Float>::ONE;
+    let zero = <T::Acc as Float>::ZERO;
+    let half = <T::Acc as Float>::from_f64(0.5);
+    match op {
+        UnaryOp::Neg => m!(|x| -x),
+        UnaryOp::Abs => m!(|x| x.abs()),
+        UnaryOp::Exp => m!(|x| x.exp()),
+        UnaryOp::Log => m!(|x| x.ln()),
+        UnaryOp::Sqrt => m!(|x| x.sqrt()),
+        UnaryOp::Rsqrt => m!(|x| one / x.sqrt()),
+        UnaryOp::Sin => m!(|x| x.sin()),
+        UnaryOp::Cos => m!(|x| x.cos()),
+        UnaryOp::Tanh => m!(|x| x.tanh()),
+        UnaryOp::Sigmoid => m!(|x| one / (one + (-x).exp())),
+        UnaryOp::Relu => m!(|x| if x < zero { zero } else { x }),
+        UnaryOp::Gelu => {
+            let inv_sqrt2 = <T::Acc as Float>::from_f64(std::f64::consts::FRAC_1_SQRT_2);
+            m!(|x| x * half * (one + (x * inv_sqrt2).erf()))
+        }
+        UnaryOp::GeluTanh => {
+            let k = <T::Acc as Float>::from_f64((2.0 / std::f64::consts::PI).sqrt());
+            let c = <T::Acc as Float>::from_f64(0.044715);
+            m!(|x| half * x * (one + (k * (x + c * x * x * x)).tanh()))
+        }
+        UnaryOp::Silu => m!(|x| x / (one + (-x).exp())),
+        UnaryOp::Softplus => {
+            let threshold = <T::Acc as Float>::from_f64(20.0);
+            m!(|x| if x > threshold { x } else { x.exp().ln_1p() })
+        }
+        UnaryOp::Recip => m!(|x| one / x),
+        UnaryOp::Square => m!(|x| x * x),
+        UnaryOp::Sign => m!(|x| x.signum_torch()),
+        UnaryOp::Floor => m!(|x| x.floor()),
+        UnaryOp::Ceil => m!(|x| x.ceil()),
+        UnaryOp::Round => m!(|x| x.round_even()),
+    }
+}
+
+macro_rules! unary_int {
+    ($op:expr, $v:expr, $l:expr, $t:ty) => {
+        match $op {
+            UnaryOp::Neg => map1($v, $l, |x: $t| x.wrapping_neg()),
+            UnaryOp::Abs => map1($v, $l, |x: $t| if x < (0 as $t) { x.wrapping_neg() } else { x }),
+            UnaryOp::Sign => map1($v, $l, |x: $t| (x > 0 as $t) as $t - ((x < 0 as $t) as $t)),
+            UnaryOp::Square => map1($v, $l, |x: $t| x.wrapping_mul(x)),
+            UnaryOp::Relu => map1($v, $l, |x: $t| if x < (0 as $t) { 0 as $t } else { x }),
+            _ => unreachable!("infer rejects float-only unary ops on integers"),
+        }
+    };
+}
+
+pub(crate) fn unary(op: UnaryOp, s: &CpuStorage, l: &Layout) -> Result<CpuStorage> {
+    Ok(match s {
+        CpuStorage::F32(v) => CpuStorage::F32(unary_float(op, v, l)),
+        CpuStorage::F64(v) => CpuStorage::F64(unary_float(op, v, l)),
+        CpuStorage::F16(v) => CpuStorage::F16(unary_float(op, v, l)),
+        CpuStorage::BF16(v) => CpuStorage::BF16(unary_float(op, v, l)),
+        CpuStorage::I64(v) => CpuStorage::I64(unary_int!(op, v, l, i64)),
+        CpuStorage::I32(v) => CpuStorage::I32(unary_int!(op, v, l, i32)),
+        CpuStorage::U8(v) => CpuStorage::U8(match op {
+            UnaryOp::Sign => map1(v, l, |x: u8| (x > 0) as u8),
+            UnaryOp::Abs | UnaryOp::Relu => map1(v, l, |x: u8| x),
+            _ => unary_int!(op, v, l, u8),
+        }),
+        CpuStorage::Bool(_) => {
+            return Err(Error::UnsupportedDType { op: op.name(), dtype: DType::Bool, msg: "not defined for bool" })
+        }
+    })
+}
+
+fn clamp_vec<T: WithDType>(v: &[T], l: &Layout, lo: Option<f64>, hi: Option<f64>) -> Vec<T> {
+    let lo = lo.map(T::from_f64);
+    let hi = hi.map(T::from_f64);
+    map1(v, l, |x: T| {
+        let y = match lo {
+            Some(lo) if x < lo => lo,
+            _ => x,
+        };
+        match hi {
+            Some(hi) if y > hi => hi,
+            _ => y,
+        }
+    })
+}
+
+pub(crate) fn clamp(s: &CpuStorage, l: &Layout, lo: Option<f64>, hi: Option<f64>) -> Result<CpuStorage> {
+    Ok(map_storage!(s, v => clamp_vec(v, l, lo, hi)))
+}
+
+fn binary_float<T: FloatDType>(op: BinaryOp, a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Vec<T> {
+    macro_rules! m {
+        (|$x:ident, $y:ident| $e:expr) => {
+            map2(a, la, b, lb, |p: T, q: T| {
+                let ($x, $y) = (p.to_acc(), q.to_acc());
+                T::from_acc($e)
+            })
+        };
+    }
+    match op {
+        BinaryOp::Add => m!(|x, y| x + y),
+        BinaryOp::Sub => m!(|x, y| x - y),
+        BinaryOp::Mul => m!(|x, y| x * y),
+        BinaryOp::Div => m!(|x, y| x / y),
+        BinaryOp::Pow => m!(|x, y| x.powf(y)),
+        BinaryOp::Maximum => m!(|x, y| x.max_nan(y)),
+        BinaryOp::Minimum => m!(|x, y| x.min_nan(y)),
+    }
+}
+
+macro_rules! binary_int {
+    ($op:expr, $a:expr, $la:expr, $b:expr, $lb:expr, $t:ty) => {
+        match $op {
+            BinaryOp::Add => map2($a, $la, $b, $lb, |x: $t, y: $t| x.wrapping_add(y)),
+            BinaryOp::Sub => map2($a, $la, $b, $lb, |x: $t, y: $t| x.wrapping_sub(y)),
+            BinaryOp::Mul => map2($a, $la, $b, $lb, |x: $t, y: $t| x.wrapping_mul(y)),
+            BinaryOp::Maximum => map2($a, $la, $b, $lb, |x: $t, y: $t| x.max(y)),
+            BinaryOp::Minimum => map2($a, $la, $b, $lb, |x: $t, y: $t| x.min(y)),
+            BinaryOp::Div | BinaryOp::Pow => unreachable!("infer rejects div/pow on integers"),
+        }
+    };
+}
+
+/// Binary op; both layouts must already be broadcast to the output shape.
+pub(crate) fn binary(op: BinaryOp, a: &CpuStorage, la: &Layout, b: &CpuStorage, lb: &Layout) -> Result<CpuStorage> {
+    Ok(match (a, b) {
+        (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(binary_float(op, a, la, b, lb)),
+        (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64(binary_float(op, a, la, b, lb)),
+        (CpuStorage::F16(a), CpuStorage::F16(b)) => CpuStorage::F16(binary_float(op, a, la, b, lb)),
+        (CpuStorage::BF16(a), CpuStorage::BF16(b)) => CpuStorage::BF16(binary_float(op, a, la, b, lb)),
+        (CpuStorage::I64(a), CpuStorage::I64(b)) => CpuStorage::I64(binary_int!(op, a, la, b, lb, i64)),
+        (CpuStorage::I32(a), CpuStorage::I32(b)) => CpuStorage::I32(binary_int!(op, a, la, b, lb, i32)),
+        (CpuStorage::U8(a), CpuStorage::U8(b)) => CpuStorage::U8(binary_int!(op, a, la, b, lb, u8)),
+        _ => return Err(Error::DTypeMismatch { op: op.name(), expected: a.dtype(), got: b.dtype() }),
+    })
+}
+
+/// `x op scalar` with the scalar in x's dtype (f16/bf16 compute in f32).
+pub(crate) fn binary_scalar(op: BinaryOp, s: &CpuStorage, l: &Layout, scalar: f64) -> Result<CpuStorage> {
+    fn float<T: FloatDType>(op: BinaryOp, v: &[T], l: &Layout, s: f64) -> Vec<T> {
+        let y = <T::Acc as Float>::from_f64(s);
+        macro_rules! m {
+            (|$x:ident| $e:expr) => {
+                map1(v, l, |p: T| {
+                    let $x = p.to_acc();
+                    T::from_acc($e)
+                })
+            };
+        }
+        match op {
+            BinaryOp::Add => m!(|x| x + y),
+            BinaryOp::Sub => m!(|x| x - y),
+            BinaryOp::Mul => m!(|x| x * y),
+            BinaryOp::Div => m!(|x| x / y),
+            BinaryOp::Pow if s == 2.0 => m!(|x| x * x),
+            BinaryOp::Pow => m!(|x| x.powf(y)),
+            BinaryOp::Maximum => m!(|x| x.max_nan(y)),
+            BinaryOp::Minimum => m!(|x| x.min_nan(y)),
+        }
+    }
+    macro_rules! int {
+        ($v:expr, $t:ty) => {{
+            let y = <$t as WithDType>::from_f64(scalar);
+            match op {
+                BinaryOp::Add => map1($v, l, |x: $t| x.wrapping_add(y)),
+                BinaryOp::Sub => map1($v, l, |x: $t| x.wrapping_sub(y)),
+                BinaryOp::Mul => map1($v, l, |x: $t| x.wrapping_mul(y)),
+                BinaryOp::Maximum => map1($v, l, |x: $t| x.max(y)),
+                BinaryOp::Minimum => map1($v, l, |x: $t| x.min(y)),
+                BinaryOp::Div | BinaryOp::Pow => unreachable!("infer rejects div/pow on integers"),
+            }
+        }};
+    }
+    Ok(match s {
+        CpuStorage::F32(v) => CpuStorage::F32(float(op, v, l, scalar)),
+        CpuStorage::F64(v) => CpuStorage::F64(float(op, v, l, scalar)),
+        CpuStorage::F16(v) => CpuStorage::F16(float(op, v, l, scalar)),
+        CpuStorage::BF16(v) => CpuStorage::BF16(float(op, v, l, scalar)),
+        CpuStorage::I64(v) => CpuStorage::I64(int!(v, i64)),
+        CpuStorage::I32(v) => CpuStorage::I32(int!(v, i32)),
+        CpuStorage::U8(v) => CpuStorage::U8(int!(v, u8)),
+        CpuStorage::Bool(_) => {
+            return Err(Error::UnsupportedDType { op: op.name(), dtype: DType::Bool, msg: "not defined for bool" })
+        }
+    })
+}
+
+fn compare_vec<T: WithDType>(op: CmpOp, a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Vec<bool> {
+    match op {
+        CmpOp::Eq => map2(a, la, b, lb, |x, y| x == y),
+        CmpOp::Ne => map2(a, la, b, lb, |x, y| x != y),
+        CmpOp::Lt => map2(a, la, b, lb, |x, y| x < y),
+        CmpOp::Le => map2(a, la, b, lb, |x, y| x <= y),
+        CmpOp::Gt => map2(a, la, b, lb, |x, y| x > y),
+        CmpOp::Ge => map2(a, la, b, lb, |x, y| x >= y),
+    }
+}
+
+/// Comparison; both layouts must already be broadcast to the output shape.
+pub(crate) fn compare(op: CmpOp, a: &CpuStorage, la: &Layout, b: &CpuStorage, lb: &Layout) -> Result<CpuStorage> {
+    let out = match (a, b) {
+        (CpuStorage::F32(a), CpuStorage::F32(b)) => compare_vec(op, a, la, b, lb),
+        (CpuStorage::F64(a), CpuStorage::F64(b)) => compare_vec(op, a, la, b, lb),
+        (CpuStorage::F16(a), CpuStorage::F16(b)) => compare_vec(op, a, la, b, lb),
+        (CpuStorage::BF16(a), CpuStorage::BF16(b)) => compare_vec(op, a, la, b, lb),
+        (CpuStorage::I64(a), CpuStorage::I64(b)) => compare_vec(op, a, la, b, lb),
+        (CpuStorage::I32(a), CpuStorage::I32(b)) => compare_vec(op, a, la, b, lb),
+        (CpuStorage::U8(a), CpuStorage::U8(b)) => compare_vec(op, a, la, b, lb),
+        (CpuStorage::Bool(a), CpuStorage::Bool(b)) => compare_vec(op, a, la, b, lb),
+        _ => return Err(Error::DTypeMismatch { op: op.name(), expected: a.dtype(), got: b.dtype() }),
+    };
+    Ok(CpuStorage::Bool(out))
+}
+
+/// `where(cond, a, b)`; all layouts must already be broadcast to the output shape.
+pub(crate) fn where_cond(
+    c: &CpuStorage,
+    lc: &Layout,
+    a: &CpuStorage,
+    la: &Layout,
+    b: &CpuStorage,
+    lb: &Layout,
+) -> Result<CpuStorage> {
+    let CpuStorage::Bool(c) = c else {
+        return Err(Error::DTypeMismatch { op: "where", expected: DType::Bool, got: c.dtype() });
+    };
+    macro_rules! arm {
+        ($($var:ident),*) => {
+            match (a, b) {
+                $((CpuStorage::$var(a), CpuStorage::$var(b)) =>
+                    CpuStorage::$var(map3(c, lc, a, la, b, lb, |k, x, y| if k { x } else { y })),)*
+                _ => return Err(Error::DTypeMismatch { op: "where", expected: a.dtype(), got: b.dtype() }),
+            }
+        };
+    }
+    Ok(arm!(F32, F64, F16, BF16, I64, I32, U8, Bool))
+}
+
+/// Converts to `dtype`: floats to integers truncate toward zero, anything to
+/// bool is `!= 0`, integers between themselves wrap.
+pub(crate) fn cast(s: &CpuStorage, l: &Layout, dtype: DType) -> CpuStorage {
+    fn via_f64<S: WithDType, D: WithDType>(v: &[S], l: &Layout) -> Vec<D> {
+        map1(v, l, |x| D::from_f64(x.to_f64()))
+    }
+    macro_rules! to {
+        ($v:expr) => {
+            match dtype {
+                DType::F32 => CpuStorage::F32(via_f64($v, l)),
+                DType::F64 => CpuStorage::F64(via_f64($v, l)),
+                DType::F16 => CpuStorage::F16(via_f64($v, l)),
+                DType::BF16 => CpuStorage::BF16(via_f64($v, l)),
+                DType::I64 => CpuStorage::I64(via_f64($v, l)),
+                DType::I32 => CpuStorage::I32(via_f64($v, l)),
+                DType::U8 => CpuStorage::U8(via_f64($v, l)),
+                DType::Bool => CpuStorage::Bool(via_f64($v, l)),
+            }
+        };
+    }
+    if s.dtype() == dtype {
+        return map_storage!(s, v => map1(v, l, |x| x));
+    }
+    // i64 does not round-trip through f64 above 2^53: integer-to-integer casts wrap directly.
+    match (s, dtype) {
+        (CpuStorage::I64(v), DType::I32) => CpuStorage::I32(map1(v, l, |x| x as i32)),
+        (CpuStorage::I64(v), DType::U8) => CpuStorage::U8(map1(v, l, |x| x as u8)),
+        (CpuStorage::I64(v), DType::Bool) => CpuStorage::Bool(map1(v, l, |x| x != 0)),
+        _ => with_storage!(s, v => to!(v)),
+    }
+}

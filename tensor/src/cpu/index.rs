@@ -1,0 +1,197 @@
+//! Joining and indexing kernels: cat, index_select, gather, scatter_add,
+//! one_hot and constant pad. Indices are validated here (they are data).
+
+use super::storage::with_storage;
+use super::strided::contiguous;
+use super::CpuStorage;
+use crate::{DType, Error, Layout, Result, Shape, WithDType};
+use std::borrow::Cow;
+
+/// Index values as i64 (i32 indices are widened), row-major.
+fn indices<'a>(s: &'a CpuStorage, l: &Layout, op: &'static str) -> Result<Cow<'a, [i64]>> {
+    match s {
+        CpuStorage::I64(v) => Ok(contiguous(v, l)),
+        CpuStorage::I32(v) => Ok(Cow::Owned(contiguous(v, l).iter().map(|&i| i as i64).collect())),
+        other => Err(Error::DTypeMismatch { op, expected: DType::I64, got: other.dtype() }),
+    }
+}
+
+fn check_index(op: &'static str, i: i64, dim: usize, size: usize) -> Result<usize> {
+    if i < 0 || i as usize >= size {
+        return Err(Error::IndexOutOfRange { op, index: i, dim, size });
+    }
+    Ok(i as usize)
+}
+
+fn same<'a, T: WithDType>(s: &'a CpuStorage, op: &'static str) -> Result<&'a [T]> {
+    T::storage_slice(s).ok_or(Error::DTypeMismatch { op, expected: T::DTYPE, got: s.dtype() })
+}
+
+pub(crate) fn cat(parts: &[(&CpuStorage, &Layout)], dim: usize, out: &Shape) -> Result<CpuStorage> {
+    fn go<T: WithDType>(first: &[T], parts: &[(&CpuStorage, &Layout)], dim: usize, out: &Shape) -> Result<Vec<T>> {
+        let _ = first;
+        let inner: usize = out.dims()[dim + 1..].iter().product();
+        let outer: usize = out.dims()[..dim].iter().product();
+        let mut data = Vec::with_capacity(parts.len());
+        for (s, l) in parts {
+            data.push((contiguous(same::<T>(s, "cat")?, l), l.dims()[dim] * inner));
+        }
+        let mut res = Vec::with_capacity(out.numel());
+        for o in 0..outer {
+            for (d, block) in &data {
+                res.extend_from_slice(&d[o * block..(o + 1) * block]);
+            }
+        }
+        Ok(res)
+    }
+    let first = parts[0].0;
+    Ok(with_storage!(first, v => T_into(go(v, parts, dim, out)?)))
+}
+
+/// Wraps a typed vector back into storage (helper for `with_storage!` arms).
+#[allow(non_snake_case)]
+fn T_into<T: WithDType>(v: Vec<T>) -> CpuStorage {
+    T::into_storage(v)
+}
+
+pub(crate) fn index_select(x: (&CpuStorage, &Layout), idx: (&CpuStorage, &Layout), dim: usize) -> Result<CpuStorage> {
+    let ids = indices(idx.0, idx.1, "index_select")?;
+    let dims = x.1.dims();
+    let size = dims[dim];
+    let inner: usize = dims[dim + 1..].iter().product();
+    let outer: usize = dims[..dim].iter().product();
+    let ids: Vec<usize> = ids.iter().map(|&i| check_index("index_select", i, dim, size)).collect::<Result<_>>()?;
+    fn go<T: WithDType>(v: &[T], l: &Layout, ids: &[usize], outer: usize, size: usize, inner: usize) -> Vec<T> {
+        let src = contiguous(v, l);
+        let mut res = Vec::with_capacity(outer * ids.len() * inner);
+        for o in 0..outer {
+            for &i in ids {
+                res.extend_from_slice(&src[(o * size + i) * inner..][..inner]);
+            }
+        }
+        res
+    }
+    Ok(with_storage!(x.0, v => T_into(go(v, x.1, &ids, outer, size, inner))))
+}
+
+/// Row-major strides of a shape as isize-free usize vector.
+fn strides_of(s: &Shape) -> Vec<usize> {
+    s.contiguous_strides().to_vec()
+}
+
+pub(crate) fn gather(x: (&CpuStorage, &Layout), idx: (&CpuStorage, &Layout), dim: usize) -> Result<CpuStorage> {
+    let ids = indices(idx.0, idx.1, "gather")?;
+    let ishape = idx.1.shape();
+    let istr = strides_of(ishape);
+    let xstr = strides_of(x.1.shape());
+    let size = x.1.dims()[dim];
+    // Offsets into contiguous x for every index position.
+    let mut offs = Vec::with_capacity(ids.len());
+    for (p, &i) in ids.iter().enumerate() {
+        let i = check_index("gather", i, dim, size)?;
+        let mut off = 0;
+        for d in 0..ishape.rank() {
+            let c = (p / istr[d]) % ishape.dims()[d];
+            off += if d == dim { i } else { c } * xstr[d];
+        }
+        offs.push(off);
+    }
+    fn go<T: WithDType>(v: &[T], l: &Layout, offs: &[usize]) -> Vec<T> {
+        let src = contiguous(v, l);
+        offs.iter().map(|&o| src[o]).collect()
+    }
+    Ok(with_storage!(x.0, v => T_into(go(v, x.1, &offs))))
+}
+
+pub(crate) fn scatter_add(
+    x: (&CpuStorage, &Layout),
+    idx: (&CpuStorage, &Layout),
+    src: (&CpuStorage, &Layout),
+    dim: usize,
+) -> Result<CpuStorage> {
+    let ids = indices(idx.0, idx.1, "scatter_add")?;
+    let ishape = idx.1.shape();
+    let istr = strides_of(ishape);
+    let xstr = strides_of(x.1.shape());
+    let sstr = strides_of(src.1.shape());
+    let size = x.1.dims()[dim];
+    let mut pairs = Vec::with_capacity(ids.len());
+    for (p, &i) in ids.iter().enumerate() {
+        let i = check_index("scatter_add", i, dim, size)?;
+        let (mut xo, mut so) = (0, 0);
+        for d in 0..ishape.rank() {
+            let c = (p / istr[d]) % ishape.dims()[d];
+            xo += if d == dim { i } else { c } * xstr[d];
+            so += c * sstr[d];
+        }
+        pairs.push((xo, so));
+    }
+    fn go<T: WithDType>(x: &[T], lx: &Layout, s: &[T], ls: &Layout, pairs: &[(usize, usize)], add: impl Fn(T, T) -> T) -> Vec<T> {
+        let mut out = contiguous(x, lx).into_owned();
+        let s = contiguous(s, ls);
+        for &(xo, so) in pairs {
+            out[xo] = add(out[xo], s[so]);
+        }
+        out
+    }
+    macro_rules! arm {
+        ($var:ident, $add:expr) => {{
+            let (CpuStorage::$var(xv), CpuStorage::$var(sv)) = (x.0, src.0) else {
+                return Err(Error::DTypeMismatch { op: "scatter_add", expected: x.0.dtype(), got: src.0.dtype() });
+            };
+            CpuStorage::$var(go(xv, x.1, sv, src.1, &pairs, $add))
+        }};
+    }
+    Ok(match x.0 {
+        CpuStorage::F32(_) => arm!(F32, |a, b| a + b),
+        CpuStorage::F64(_) => arm!(F64, |a, b| a + b),
+        CpuStorage::F16(_) => arm!(F16, |a, b| a + b),
+        CpuStorage::BF16(_) => arm!(BF16, |a, b| a + b),
+        CpuStorage::I64(_) => arm!(I64, i64::wrapping_add),
+        CpuStorage::I32(_) => arm!(I32, i32::wrapping_add),
+        CpuStorage::U8(_) => arm!(U8, u8::wrapping_add),
+        CpuStorage::Bool(_) => {
+            return Err(Error::UnsupportedDType { op: "scatter_add", dtype: DType::Bool, msg: "not defined for bool" })
+        }
+    })
+}
+
+pub(crate) fn one_hot(idx: (&CpuStorage, &Layout), num_classes: usize) -> Result<CpuStorage> {
+    let ids = indices(idx.0, idx.1, "one_hot")?;
+    let mut out = vec![0i64; ids.len() * num_classes];
+    for (p, &i) in ids.iter().enumerate() {
+        let i = check_index("one_hot", i, 0, num_classes)?;
+        out[p * num_classes + i] = 1;
+    }
+    Ok(CpuStorage::I64(out))
+}
+
+pub(crate) fn pad(x: (&CpuStorage, &Layout), pads: &[(usize, usize)], value: f64, out: &Shape) -> Result<CpuStorage> {
+    fn go<T: WithDType>(v: &[T], l: &Layout, pads: &[(usize, usize)], value: f64, out: &Shape) -> Vec<T> {
+        let src = contiguous(v, l);
+        let mut res = vec![T::from_f64(value); out.numel()];
+        let dims = l.dims();
+        let rank = dims.len();
+        if src.is_empty() {
+            return res;
+        }
+        if rank == 0 {
+            res[0] = src[0];
+            return res;
+        }
+        let ostr = strides_of(out);
+        let row = dims[rank - 1];
+        let istr = strides_of(l.shape());
+        for (r, chunk) in src.chunks(row).enumerate() {
+            let p = r * row;
+            let mut off = pads[rank - 1].0;
+            for d in 0..rank - 1 {
+                let c = (p / istr[d]) % dims[d];
+                off += (c + pads[d].0) * ostr[d];
+            }
+            res[off..off + row].copy_from_slice(chunk);
+        }
+        res
+    }
+    Ok(with_storage!(x.0, v => T_into(go(v, x.1, pads, value, out))))
+}

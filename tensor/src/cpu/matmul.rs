@@ -1,0 +1,206 @@
+//! Batched matrix products through the `gemm` crate (AVX-512 kernels picked at
+//! run time). Strided operands are passed to gemm as they are: transposed and
+//! sliced inputs cost no copy.
+
+use super::strided::copy_strided;
+use super::threads::{install, num_threads};
+use super::CpuStorage;
+use crate::{Error, Layout, Result, Shape, WithDType};
+use half::{bf16, f16};
+use rayon::prelude::*;
+
+/// Geometry of one batched product: matrix sizes, strides and per-batch offsets.
+pub(crate) struct MatmulPlan {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub a_rs: usize,
+    pub a_cs: usize,
+    pub b_rs: usize,
+    pub b_cs: usize,
+    /// `(offset into a, offset into b)` for every batch, row-major over the output batch dims.
+    pub offsets: Vec<(usize, usize)>,
+}
+
+impl MatmulPlan {
+    pub(crate) fn new(la: &Layout, lb: &Layout, out: &Shape) -> Result<Self> {
+        let (ra, rb, ro) = (la.shape().rank(), lb.shape().rank(), out.rank());
+        let (m, k) = (la.dims()[ra - 2], la.dims()[ra - 1]);
+        let n = lb.dims()[rb - 1];
+        let batch = Shape::new(&out.dims()[..ro - 2]);
+        let batch_layout = |l: &Layout, r: usize| -> Result<Layout> {
+            let part = Layout::new(Shape::new(&l.dims()[..r - 2]), l.strides()[..r - 2].into(), l.offset());
+            part.broadcast_to(&batch, "matmul")
+        };
+        let (ba, bb) = (batch_layout(la, ra)?, batch_layout(lb, rb)?);
+        let bdims = batch.dims();
+        let offsets = (0..batch.numel())
+            .map(|i| {
+                let mut rem = i;
+                let (mut oa, mut ob) = (ba.offset(), bb.offset());
+                for d in (0..bdims.len()).rev() {
+                    let c = rem % bdims[d];
+                    rem /= bdims[d];
+                    oa += c * ba.strides()[d];
+                    ob += c * bb.strides()[d];
+                }
+                (oa, ob)
+            })
+            .collect();
+        Ok(MatmulPlan {
+            m,
+            n,
+            k,
+            a_rs: la.strides()[ra - 2],
+            a_cs: la.strides()[ra - 1],
+            b_rs: lb.strides()[rb - 2],
+            b_cs: lb.strides()[rb - 1],
+            offsets,
+        })
+    }
+}
+
+/// Types gemm multiplies natively.
+pub(crate) trait GemmElem: WithDType {}
+impl GemmElem for f32 {}
+impl GemmElem for f64 {}
+impl GemmElem for f16 {}
+
+/// `dst (m x n, row-major, contiguous) = a (m x k) @ b (k x n)` with arbitrary strides.
+/// `threads > 1` lets gemm split the product across the kernel pool.
+///
+/// # Safety
+/// `a` and `b` must point to buffers in which every element addressed by the
+/// given sizes and strides is in bounds; `dst` must have `m * n` elements.
+pub(crate) unsafe fn gemm_raw<T: GemmElem>(
+    dst: &mut [T],
+    a: *const T,
+    a_rs: usize,
+    a_cs: usize,
+    b: *const T,
+    b_rs: usize,
+    b_cs: usize,
+    (m, n, k): (usize, usize, usize),
+    threads: usize,
+) {
+    debug_assert_eq!(dst.len(), m * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        dst.fill(T::zero());
+        return;
+    }
+    let par = if threads > 1 && m * n * k >= 48 * 48 * 48 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the caller guarantees the operand extents; dst is m*n row-major.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a,
+            a_cs as isize,
+            a_rs as isize,
+            b,
+            b_cs as isize,
+            b_rs as isize,
+            T::zero(),
+            T::one(),
+            false,
+            false,
+            false,
+            par,
+        )
+    }
+}
+
+fn matmul_gemm<T: GemmElem>(a: &[T], b: &[T], plan: &MatmulPlan) -> Vec<T> {
+    let MatmulPlan { m, n, k, .. } = *plan;
+    let mut out = vec![T::zero(); plan.offsets.len() * m * n];
+    if out.is_empty() {
+        return out;
+    }
+    let threads = num_threads();
+    let one = |(dst, &(oa, ob)): (&mut [T], &(usize, usize))| {
+        // SAFETY: the plan's offsets and strides come from layouts validated
+        // against these storages, so every addressed element is in bounds.
+        unsafe {
+            gemm_raw(dst, a.as_ptr().add(oa), plan.a_rs, plan.a_cs, b.as_ptr().add(ob), plan.b_rs, plan.b_cs, (m, n, k), 1)
+        }
+    };
+    let batches = plan.offsets.len();
+    if batches >= threads && batches > 1 && m * n * k >= 4096 {
+        install(|| out.par_chunks_mut(m * n).zip(plan.offsets.par_iter()).for_each(one));
+    } else {
+        install(|| {
+            for (dst, &(oa, ob)) in out.chunks_mut(m * n).zip(plan.offsets.iter()) {
+                // SAFETY: as above.
+                unsafe {
+                    gemm_raw(
+                        dst,
+                        a.as_ptr().add(oa),
+                        plan.a_rs,
+                        plan.a_cs,
+                        b.as_ptr().add(ob),
+                        plan.b_rs,
+                        plan.b_cs,
+                        (m, n, k),
+                        threads,
+                    )
+                }
+            }
+        });
+    }
+    out
+}
+
+fn matmul_naive<T: WithDType>(a: &[T], b: &[T], plan: &MatmulPlan) -> Vec<T> {
+    let MatmulPlan { m, n, k, .. } = *plan;
+    let mut out = Vec::with_capacity(plan.offsets.len() * m * n);
+    for &(oa, ob) in &plan.offsets {
+        for i in 0..m {
+            for j in 0..n {
+                let mut acc = 0i64;
+                for p in 0..k {
+                    let x = a[oa + i * plan.a_rs + p * plan.a_cs].to_i64();
+                    let y = b[ob + p * plan.b_rs + j * plan.b_cs].to_i64();
+                    acc = acc.wrapping_add(x.wrapping_mul(y));
+                }
+                out.push(T::from_f64(acc as f64));
+            }
+        }
+    }
+    out
+}
+
+pub(crate) fn matmul(a: &CpuStorage, la: &Layout, b: &CpuStorage, lb: &Layout, out: &Shape) -> Result<CpuStorage> {
+    let plan = MatmulPlan::new(la, lb, out)?;
+    Ok(match (a, b) {
+        (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(matmul_gemm(a, b, &plan)),
+        (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64(matmul_gemm(a, b, &plan)),
+        (CpuStorage::F16(a), CpuStorage::F16(b)) => CpuStorage::F16(matmul_gemm(a, b, &plan)),
+        (CpuStorage::BF16(a), CpuStorage::BF16(b)) => {
+            // gemm has no bf16 kernels: compute in f32 on contiguous copies and round once.
+            let (fa, fb): (Vec<f32>, Vec<f32>) = (
+                copy_strided(a, la).iter().map(|v| v.to_f32()).collect(),
+                copy_strided(b, lb).iter().map(|v| v.to_f32()).collect(),
+            );
+            let l32a = Layout::contiguous(la.shape().clone());
+            let l32b = Layout::contiguous(lb.shape().clone());
+            let plan = MatmulPlan::new(&l32a, &l32b, out)?;
+            CpuStorage::BF16(matmul_gemm(&fa, &fb, &plan).into_iter().map(bf16::from_f32).collect())
+        }
+        (CpuStorage::I64(a), CpuStorage::I64(b)) => CpuStorage::I64(matmul_naive(a, b, &plan)),
+        (CpuStorage::I32(a), CpuStorage::I32(b)) => CpuStorage::I32(matmul_naive(a, b, &plan)),
+        (CpuStorage::U8(a), CpuStorage::U8(b)) => CpuStorage::U8(matmul_naive(a, b, &plan)),
+        _ => return Err(Error::DTypeMismatch { op: "matmul", expected: a.dtype(), got: b.dtype() }),
+    })
+}

@@ -1,0 +1,101 @@
+//! The CPU backend: rayon-parallel kernels, gemm matrix products, im2col convolution.
+
+mod conv;
+mod elementwise;
+mod index;
+mod matmul;
+mod pool;
+mod reduce;
+mod storage;
+mod strided;
+mod threads;
+
+pub use storage::CpuStorage;
+pub use threads::{num_threads, set_num_threads};
+
+use crate::device::{Backend, BackendStorage, DeviceLocation, OpInput, Storage};
+use crate::op::{Op, TensorMeta};
+use crate::{Error, Layout, Result};
+use std::sync::Arc;
+
+/// The CPU backend. Stateless; the thread pool is process-wide.
+#[derive(Debug, Default)]
+pub struct CpuBackend;
+
+fn cpu(s: &dyn BackendStorage) -> Result<&CpuStorage> {
+    s.as_any().downcast_ref::<CpuStorage>().ok_or_else(|| Error::Device {
+        device: "cpu".into(),
+        msg: "received a buffer that does not live on the CPU".into(),
+    })
+}
+
+impl Backend for CpuBackend {
+    fn location(&self) -> DeviceLocation {
+        DeviceLocation::Cpu
+    }
+
+    fn execute(&self, op: &Op, inputs: &[OpInput<'_>], outputs: &[TensorMeta]) -> Result<Vec<Storage>> {
+        let s = |i: usize| cpu(inputs[i].storage);
+        let l = |i: usize| inputs[i].layout;
+        let out = &outputs[0].shape;
+        // Inputs of broadcasting ops, viewed with the output's shape.
+        let bl = |i: usize| l(i).broadcast_to(out, op.name());
+        let one = |r: CpuStorage| -> Result<Vec<Storage>> { Ok(vec![Arc::new(r) as Storage]) };
+        match op {
+            Op::Unary(u) => one(elementwise::unary(*u, s(0)?, l(0))?),
+            Op::Clamp { min, max } => one(elementwise::clamp(s(0)?, l(0), *min, *max)?),
+            Op::Binary(b) => one(elementwise::binary(*b, s(0)?, &bl(0)?, s(1)?, &bl(1)?)?),
+            Op::BinaryScalar { op: b, scalar } => one(elementwise::binary_scalar(*b, s(0)?, l(0), *scalar)?),
+            Op::Compare(c) => one(elementwise::compare(*c, s(0)?, &bl(0)?, s(1)?, &bl(1)?)?),
+            Op::Where => one(elementwise::where_cond(s(0)?, &bl(0)?, s(1)?, &bl(1)?, s(2)?, &bl(2)?)?),
+            Op::Cast(dt) => one(elementwise::cast(s(0)?, l(0), *dt)),
+            Op::Contiguous => one(elementwise::cast(s(0)?, l(0), outputs[0].dtype)),
+            Op::Reduce { op: r, dims, .. } => one(reduce::reduce(*r, s(0)?, l(0), dims)?),
+            Op::Var { dims, correction, .. } => one(reduce::var(s(0)?, l(0), dims, *correction)?),
+            Op::ArgMax { dim, .. } => one(reduce::arg_extremum(s(0)?, l(0), *dim, true)?),
+            Op::ArgMin { dim, .. } => one(reduce::arg_extremum(s(0)?, l(0), *dim, false)?),
+            Op::Softmax { dim } => one(reduce::softmax(s(0)?, l(0), *dim, false)?),
+            Op::LogSoftmax { dim } => one(reduce::softmax(s(0)?, l(0), *dim, true)?),
+            Op::Matmul => one(matmul::matmul(s(0)?, l(0), s(1)?, l(1), out)?),
+            Op::Conv2d(p) => {
+                let bias = if inputs.len() > 2 { Some((s(2)?, l(2))) } else { None };
+                one(conv::conv2d((s(0)?, l(0)), (s(1)?, l(1)), bias, p, out)?)
+            }
+            Op::ConvTranspose2d(p) => {
+                let bias = if inputs.len() > 2 { Some((s(2)?, l(2))) } else { None };
+                one(conv::conv_transpose2d((s(0)?, l(0)), (s(1)?, l(1)), bias, p, out)?)
+            }
+            Op::MaxPool2d(p) => {
+                let (v, i) = pool::max_pool2d(s(0)?, l(0), p, out)?;
+                Ok(vec![Arc::new(v) as Storage, Arc::new(i) as Storage])
+            }
+            Op::AvgPool2d(p) => one(pool::avg_pool2d(s(0)?, l(0), p, out)?),
+            Op::AdaptiveAvgPool2d { .. } => one(pool::adaptive_avg_pool2d(s(0)?, l(0), out)?),
+            Op::Cat { dim } => {
+                let parts = (0..inputs.len()).map(|i| Ok((s(i)?, l(i)))).collect::<Result<Vec<_>>>()?;
+                one(index::cat(&parts, *dim, out)?)
+            }
+            Op::IndexSelect { dim } => one(index::index_select((s(0)?, l(0)), (s(1)?, l(1)), *dim)?),
+            Op::Gather { dim } => one(index::gather((s(0)?, l(0)), (s(1)?, l(1)), *dim)?),
+            Op::ScatterAdd { dim } => one(index::scatter_add((s(0)?, l(0)), (s(1)?, l(1)), (s(2)?, l(2)), *dim)?),
+            Op::OneHot { num_classes } => one(index::one_hot((s(0)?, l(0)), *num_classes)?),
+            Op::Pad { pads, value } => one(index::pad((s(0)?, l(0)), pads, *value, out)?),
+            Op::Reshape { .. } | Op::Permute { .. } | Op::Expand { .. } | Op::Slice { .. } | Op::ToDevice(_) => {
+                Err(Error::invalid(op.name(), "view and transfer ops are not executed by backends"))
+            }
+        }
+    }
+
+    fn from_host(&self, data: CpuStorage) -> Result<Storage> {
+        Ok(Arc::new(data))
+    }
+
+    fn to_host(&self, storage: &dyn BackendStorage, layout: &Layout) -> Result<CpuStorage> {
+        let s = cpu(storage)?;
+        if layout.offset() == 0 && layout.is_contiguous() && layout.numel() == s.len() {
+            return Ok(s.clone());
+        }
+        Ok(elementwise::cast(s, layout, s.dtype()))
+    }
+}
+

@@ -1,0 +1,280 @@
+//! Reductions (sum, mean, max, min, prod, logsumexp, var, argmax/argmin) and
+//! softmax / log-softmax. Reduced dims are moved last so every reduction works
+//! on contiguous rows.
+
+use super::storage::with_storage;
+use super::strided::contiguous;
+use super::threads::{install, PAR_MIN_ELEMS};
+use super::CpuStorage;
+use crate::dtype::{Float, FloatDType};
+use crate::op::ReduceOp;
+use crate::{Error, Layout, Result, WithDType};
+use rayon::prelude::*;
+use std::borrow::Cow;
+
+/// The input as `rows x rlen` row-major data, reduced dims last.
+fn rows_of<'a, T: WithDType>(v: &'a [T], l: &Layout, dims: &[usize]) -> (Cow<'a, [T]>, usize, usize) {
+    let rank = l.shape().rank();
+    let mut perm: Vec<usize> = (0..rank).filter(|d| !dims.contains(d)).collect();
+    perm.extend_from_slice(dims);
+    let rlen: usize = dims.iter().map(|&d| l.dims()[d]).product();
+    let rows: usize = (0..rank).filter(|d| !dims.contains(d)).map(|d| l.dims()[d]).product();
+    (contiguous(v, &l.permute(&perm)), rows, rlen)
+}
+
+/// Maps every row to one value, in parallel when there is enough work.
+fn per_row<T: Sync, U: Send>(data: &[T], rows: usize, rlen: usize, f: impl Fn(&[T]) -> U + Sync + Send) -> Vec<U> {
+    if rlen == 0 {
+        return (0..rows).map(|_| f(&[])).collect();
+    }
+    if rows > 1 && rows * rlen >= PAR_MIN_ELEMS {
+        install(|| data.par_chunks(rlen).map(&f).collect())
+    } else {
+        data.chunks(rlen).map(f).collect()
+    }
+}
+
+/// Folds rows with an associative `fold`/`combine`; long rows are split into
+/// blocks reduced in parallel (a full sum over 1M elements uses every thread).
+fn fold_rows<T: Sync, A: Send + Copy>(
+    data: &[T],
+    rows: usize,
+    rlen: usize,
+    fold: impl Fn(&[T]) -> A + Sync + Send,
+    combine: impl Fn(A, A) -> A + Sync + Send,
+) -> Vec<A> {
+    const BLOCK: usize = 1 << 15;
+    if rows < crate::cpu::num_threads() && rlen >= 2 * BLOCK {
+        return data
+            .chunks(rlen)
+            .map(|row| {
+                let parts: Vec<A> = install(|| row.par_chunks(BLOCK).map(&fold).collect());
+                parts.into_iter().reduce(&combine).expect("row is non-empty")
+            })
+            .collect();
+    }
+    per_row(data, rows, rlen, fold)
+}
+
+/// Sum in the accumulator type with 16 independent lanes (vectorizes, and is
+/// more accurate than a sequential sum).
+#[inline]
+fn sum_acc<T: FloatDType>(x: &[T]) -> T::Acc {
+    let mut acc = [<T::Acc as Float>::ZERO; 16];
+    let mut chunks = x.chunks_exact(16);
+    for c in &mut chunks {
+        for i in 0..16 {
+            acc[i] += c[i].to_acc();
+        }
+    }
+    let mut tail = <T::Acc as Float>::ZERO;
+    for &v in chunks.remainder() {
+        tail += v.to_acc();
+    }
+    let mut w = 16;
+    while w > 1 {
+        w /= 2;
+        for i in 0..w {
+            acc[i] = acc[i] + acc[i + w];
+        }
+    }
+    acc[0] + tail
+}
+
+#[inline]
+fn is_nan<T: PartialEq>(x: T) -> bool {
+    #[allow(clippy::eq_op)]
+    {
+        x != x
+    }
+}
+
+/// Max (or min) propagating NaN, as PyTorch.
+fn extremum<T: WithDType>(x: &[T], max: bool) -> T {
+    let mut best = x[0];
+    for &v in &x[1..] {
+        if is_nan(best) {
+            break;
+        }
+        if is_nan(v) || (max && v > best) || (!max && v < best) {
+            best = v;
+        }
+    }
+    best
+}
+
+fn reduce_float<T: FloatDType>(op: ReduceOp, v: &[T], l: &Layout, dims: &[usize]) -> Vec<T> {
+    let (data, rows, rlen) = rows_of(v, l, dims);
+    let to = |a: T::Acc| T::from_acc(a);
+    match op {
+        ReduceOp::Sum => fold_rows(&data, rows, rlen, sum_acc, |a, b| a + b).into_iter().map(to).collect(),
+        ReduceOp::Mean => {
+            let n = <T::Acc as Float>::from_usize(rlen);
+            fold_rows(&data, rows, rlen, sum_acc, |a, b| a + b).into_iter().map(|s| to(s / n)).collect()
+        }
+        ReduceOp::Prod => fold_rows(
+            &data,
+            rows,
+            rlen,
+            |x: &[T]| x.iter().fold(<T::Acc as Float>::ONE, |p, &v| p * v.to_acc()),
+            |a, b| a * b,
+        )
+        .into_iter()
+        .map(to)
+        .collect(),
+        ReduceOp::Max | ReduceOp::Min => {
+            let max = op == ReduceOp::Max;
+            fold_rows(&data, rows, rlen, |x: &[T]| extremum(x, max), |a, b| extremum(&[a, b], max))
+        }
+        ReduceOp::LogSumExp => per_row(&data, rows, rlen, |x: &[T]| {
+            if x.is_empty() {
+                return to(<T::Acc as Float>::NEG_INFINITY);
+            }
+            let m = extremum(x, true).to_acc();
+            if m.is_nan() || m == <T::Acc as Float>::INFINITY || m == <T::Acc as Float>::NEG_INFINITY {
+                return to(m);
+            }
+            let mut s = <T::Acc as Float>::ZERO;
+            for &v in x {
+                s += (v.to_acc() - m).exp();
+            }
+            to(m + s.ln())
+        }),
+    }
+}
+
+fn reduce_int<T: WithDType>(op: ReduceOp, v: &[T], l: &Layout, dims: &[usize]) -> Result<CpuStorage> {
+    let (data, rows, rlen) = rows_of(v, l, dims);
+    Ok(match op {
+        ReduceOp::Sum => CpuStorage::I64(fold_rows(
+            &data,
+            rows,
+            rlen,
+            |x: &[T]| x.iter().fold(0i64, |s, &v| s.wrapping_add(v.to_i64())),
+            i64::wrapping_add,
+        )),
+        ReduceOp::Prod => CpuStorage::I64(per_row(&data, rows, rlen, |x: &[T]| {
+            x.iter().fold(1i64, |s, &v| s.wrapping_mul(v.to_i64()))
+        })),
+        ReduceOp::Max | ReduceOp::Min => {
+            let max = op == ReduceOp::Max;
+            T::into_storage(per_row(&data, rows, rlen, |x: &[T]| extremum(x, max)))
+        }
+        ReduceOp::Mean | ReduceOp::LogSumExp => {
+            return Err(Error::UnsupportedDType { op: op.name(), dtype: T::DTYPE, msg: "expected a floating-point tensor" })
+        }
+    })
+}
+
+pub(crate) fn reduce(op: ReduceOp, s: &CpuStorage, l: &Layout, dims: &[usize]) -> Result<CpuStorage> {
+    Ok(match s {
+        CpuStorage::F32(v) => CpuStorage::F32(reduce_float(op, v, l, dims)),
+        CpuStorage::F64(v) => CpuStorage::F64(reduce_float(op, v, l, dims)),
+        CpuStorage::F16(v) => CpuStorage::F16(reduce_float(op, v, l, dims)),
+        CpuStorage::BF16(v) => CpuStorage::BF16(reduce_float(op, v, l, dims)),
+        CpuStorage::I64(v) => reduce_int(op, v, l, dims)?,
+        CpuStorage::I32(v) => reduce_int(op, v, l, dims)?,
+        CpuStorage::U8(v) => reduce_int(op, v, l, dims)?,
+        CpuStorage::Bool(v) => reduce_int(op, v, l, dims)?,
+    })
+}
+
+/// Variance with Bessel-style `correction`, two-pass in f64 for accuracy.
+pub(crate) fn var(s: &CpuStorage, l: &Layout, dims: &[usize], correction: usize) -> Result<CpuStorage> {
+    fn go<T: FloatDType>(v: &[T], l: &Layout, dims: &[usize], correction: usize) -> Vec<T> {
+        let (data, rows, rlen) = rows_of(v, l, dims);
+        per_row(&data, rows, rlen, |x: &[T]| {
+            let n = x.len() as f64;
+            let mean = x.iter().map(|v| v.to_f64()).sum::<f64>() / n;
+            let ss: f64 = x.iter().map(|v| (v.to_f64() - mean).powi(2)).sum();
+            let denom = (x.len() as f64 - correction as f64).max(0.0);
+            T::from_f64(ss / denom)
+        })
+    }
+    Ok(match s {
+        CpuStorage::F32(v) => CpuStorage::F32(go(v, l, dims, correction)),
+        CpuStorage::F64(v) => CpuStorage::F64(go(v, l, dims, correction)),
+        CpuStorage::F16(v) => CpuStorage::F16(go(v, l, dims, correction)),
+        CpuStorage::BF16(v) => CpuStorage::BF16(go(v, l, dims, correction)),
+        other => return Err(Error::UnsupportedDType { op: "var", dtype: other.dtype(), msg: "expected a floating-point tensor" }),
+    })
+}
+
+/// Index of the first maximum (or minimum) along `dim`; NaN wins, as PyTorch.
+pub(crate) fn arg_extremum(s: &CpuStorage, l: &Layout, dim: usize, max: bool) -> Result<CpuStorage> {
+    fn go<T: WithDType>(v: &[T], l: &Layout, dim: usize, max: bool) -> Vec<i64> {
+        let (data, rows, rlen) = rows_of(v, l, &[dim]);
+        per_row(&data, rows, rlen, |x: &[T]| {
+            let (mut bi, mut best) = (0usize, x[0]);
+            for (i, &v) in x.iter().enumerate().skip(1) {
+                if is_nan(best) {
+                    break;
+                }
+                if is_nan(v) || (max && v > best) || (!max && v < best) {
+                    bi = i;
+                    best = v;
+                }
+            }
+            bi as i64
+        })
+    }
+    Ok(CpuStorage::I64(with_storage!(s, v => go(v, l, dim, max))))
+}
+
+/// Softmax or log-softmax along `dim`, subtracting the max for stability.
+pub(crate) fn softmax(s: &CpuStorage, l: &Layout, dim: usize, log: bool) -> Result<CpuStorage> {
+    fn go<T: FloatDType>(v: &[T], l: &Layout, dim: usize, log: bool) -> Vec<T> {
+        let data = contiguous(v, l);
+        let dims = l.dims();
+        let d = dims[dim];
+        let inner: usize = dims[dim + 1..].iter().product();
+        let block = d * inner;
+        let mut out = vec![T::zero(); data.len()];
+        if block == 0 {
+            return out;
+        }
+        let one_block = |(src, dst): (&[T], &mut [T])| {
+            let mut tmp = vec![<T::Acc as Float>::ZERO; d];
+            for i in 0..inner {
+                let mut m = <T::Acc as Float>::NEG_INFINITY;
+                for (k, t) in tmp.iter_mut().enumerate() {
+                    *t = src[k * inner + i].to_acc();
+                    m = m.max_nan(*t);
+                }
+                if m == <T::Acc as Float>::NEG_INFINITY {
+                    m = <T::Acc as Float>::ZERO; // all -inf: exp gives 0s, then NaN as PyTorch
+                }
+                let mut sum = <T::Acc as Float>::ZERO;
+                for t in tmp.iter_mut() {
+                    *t = *t - m;
+                    sum += t.exp();
+                }
+                if log {
+                    let ls = sum.ln();
+                    for (k, t) in tmp.iter().enumerate() {
+                        dst[k * inner + i] = T::from_acc(*t - ls);
+                    }
+                } else {
+                    let inv = <T::Acc as Float>::ONE / sum;
+                    for (k, t) in tmp.iter().enumerate() {
+                        dst[k * inner + i] = T::from_acc(t.exp() * inv);
+                    }
+                }
+            }
+        };
+        if data.len() >= PAR_MIN_ELEMS && data.len() > block {
+            install(|| data.par_chunks(block).zip(out.par_chunks_mut(block)).for_each(one_block));
+        } else {
+            data.chunks(block).zip(out.chunks_mut(block)).for_each(one_block);
+        }
+        out
+    }
+    Ok(match s {
+        CpuStorage::F32(v) => CpuStorage::F32(go(v, l, dim, log)),
+        CpuStorage::F64(v) => CpuStorage::F64(go(v, l, dim, log)),
+        CpuStorage::F16(v) => CpuStorage::F16(go(v, l, dim, log)),
+        CpuStorage::BF16(v) => CpuStorage::BF16(go(v, l, dim, log)),
+        other => return Err(Error::UnsupportedDType { op: "softmax", dtype: other.dtype(), msg: "expected a floating-point tensor" }),
+    })
+}
+

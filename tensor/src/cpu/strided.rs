@@ -1,0 +1,235 @@
+//! Walking strided (possibly broadcast) views in row-major order, and the
+//! element-wise map helpers every CPU kernel builds on.
+
+use super::threads::{install, PAR_MIN_ELEMS};
+use crate::shape::DimVec;
+use crate::Layout;
+use rayon::prelude::*;
+use std::borrow::Cow;
+
+/// A walk over `N` layouts of one logical shape, with adjacent dims merged
+/// wherever every layout allows it (so `[N,C,H,W] + [1,C,1,1]` walks three dims).
+pub(crate) struct Walk<const N: usize> {
+    dims: DimVec,
+    strides: [DimVec; N],
+    base: [usize; N],
+}
+
+impl<const N: usize> Walk<N> {
+    pub(crate) fn new(layouts: [&Layout; N]) -> Self {
+        let shape = layouts[0].dims();
+        let mut dims = DimVec::new();
+        let mut strides: [DimVec; N] = std::array::from_fn(|_| DimVec::new());
+        for d in (0..shape.len()).rev() {
+            let size = shape[d];
+            if size == 1 {
+                continue;
+            }
+            let mergeable = !dims.is_empty()
+                && (0..N).all(|k| layouts[k].strides()[d] == strides[k][0] * dims[0]);
+            if mergeable {
+                dims[0] *= size;
+            } else {
+                dims.insert(0, size);
+                for k in 0..N {
+                    strides[k].insert(0, layouts[k].strides()[d]);
+                }
+            }
+        }
+        let base = std::array::from_fn(|k| layouts[k].offset());
+        Walk { dims, strides, base }
+    }
+
+    /// Strides of the innermost merged dim, one per layout.
+    pub(crate) fn inner_strides(&self) -> [usize; N] {
+        std::array::from_fn(|k| self.strides[k].last().copied().unwrap_or(1))
+    }
+
+    /// Calls `f(position, offsets, len)` for every run along the innermost dim
+    /// covering logical positions `[start, end)`.
+    pub(crate) fn runs(&self, start: usize, end: usize, mut f: impl FnMut(usize, [usize; N], usize)) {
+        if start >= end {
+            return;
+        }
+        let rank = self.dims.len();
+        if rank == 0 {
+            f(start, self.base, 1);
+            return;
+        }
+        let last = rank - 1;
+        let inner = self.dims[last];
+        let mut idx: DimVec = smallvec::smallvec![0; rank];
+        let mut rem = start;
+        for d in (0..rank).rev() {
+            idx[d] = rem % self.dims[d];
+            rem /= self.dims[d];
+        }
+        let mut offs = self.base;
+        for k in 0..N {
+            for d in 0..rank {
+                offs[k] += idx[d] * self.strides[k][d];
+            }
+        }
+        let mut pos = start;
+        while pos < end {
+            let len = (inner - idx[last]).min(end - pos);
+            f(pos, offs, len);
+            pos += len;
+            idx[last] += len;
+            for k in 0..N {
+                offs[k] += len * self.strides[k][last];
+            }
+            if idx[last] == inner && pos < end {
+                for k in 0..N {
+                    offs[k] -= inner * self.strides[k][last];
+                }
+                idx[last] = 0;
+                let mut d = last;
+                while d > 0 {
+                    d -= 1;
+                    idx[d] += 1;
+                    for k in 0..N {
+                        offs[k] += self.strides[k][d];
+                    }
+                    if idx[d] < self.dims[d] {
+                        break;
+                    }
+                    for k in 0..N {
+                        offs[k] -= self.dims[d] * self.strides[k][d];
+                    }
+                    idx[d] = 0;
+                }
+            }
+        }
+    }
+}
+
+const CHUNK: usize = 1 << 14;
+
+/// Fills `out` (row-major over the walk's shape) by calling `fill(chunk, start)`
+/// on chunks, in parallel when the output is large.
+fn fill_chunks<U: Send>(out: &mut [U], fill: impl Fn(&mut [U], usize) + Sync) {
+    if out.len() >= PAR_MIN_ELEMS {
+        install(|| out.par_chunks_mut(CHUNK).enumerate().for_each(|(i, c)| fill(c, i * CHUNK)));
+    } else {
+        fill(out, 0);
+    }
+}
+
+/// `f` applied to every element of a strided view, row-major.
+pub(crate) fn map1<T, U, F>(src: &[T], l: &Layout, f: F) -> Vec<U>
+where
+    T: Copy + Sync,
+    U: Copy + Send + Sync + Default,
+    F: Fn(T) -> U + Sync,
+{
+    let n = l.numel();
+    if let Some(r) = l.contiguous_range() {
+        let s = &src[r];
+        if n >= PAR_MIN_ELEMS {
+            let mut out = Vec::with_capacity(n);
+            install(|| s.par_iter().map(|&x| f(x)).collect_into_vec(&mut out));
+            return out;
+        }
+        return s.iter().map(|&x| f(x)).collect();
+    }
+    let walk = Walk::new([l]);
+    let [st] = walk.inner_strides();
+    let mut out = vec![U::default(); n];
+    fill_chunks(&mut out, |chunk, start| {
+        walk.runs(start, start + chunk.len(), |pos, [o], len| {
+            let dst = &mut chunk[pos - start..pos - start + len];
+            for (i, d) in dst.iter_mut().enumerate() {
+                *d = f(src[o + i * st]);
+            }
+        })
+    });
+    out
+}
+
+/// `f` applied pairwise; both layouts must already have the output's shape
+/// (broadcast with zero strides).
+pub(crate) fn map2<T, U, F>(a: &[T], la: &Layout, b: &[T], lb: &Layout, f: F) -> Vec<U>
+where
+    T: Copy + Sync,
+    U: Copy + Send + Sync + Default,
+    F: Fn(T, T) -> U + Sync,
+{
+    let n = la.numel();
+    if let (Some(ra), Some(rb)) = (la.contiguous_range(), lb.contiguous_range()) {
+        let (a, b) = (&a[ra], &b[rb]);
+        if n >= PAR_MIN_ELEMS {
+            let mut out = Vec::with_capacity(n);
+            install(|| a.par_iter().zip(b.par_iter()).map(|(&x, &y)| f(x, y)).collect_into_vec(&mut out));
+            return out;
+        }
+        return a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
+    }
+    let walk = Walk::new([la, lb]);
+    let [sa, sb] = walk.inner_strides();
+    let mut out = vec![U::default(); n];
+    fill_chunks(&mut out, |chunk, start| {
+        walk.runs(start, start + chunk.len(), |pos, [oa, ob], len| {
+            let dst = &mut chunk[pos - start..pos - start + len];
+            match (sa, sb) {
+                (1, 1) => {
+                    for ((d, &x), &y) in dst.iter_mut().zip(&a[oa..oa + len]).zip(&b[ob..ob + len]) {
+                        *d = f(x, y);
+                    }
+                }
+                (1, 0) => {
+                    let y = b[ob];
+                    for (d, &x) in dst.iter_mut().zip(&a[oa..oa + len]) {
+                        *d = f(x, y);
+                    }
+                }
+                (0, 1) => {
+                    let x = a[oa];
+                    for (d, &y) in dst.iter_mut().zip(&b[ob..ob + len]) {
+                        *d = f(x, y);
+                    }
+                }
+                _ => {
+                    for (i, d) in dst.iter_mut().enumerate() {
+                        *d = f(a[oa + i * sa], b[ob + i * sb]);
+                    }
+                }
+            }
+        })
+    });
+    out
+}
+
+/// Three-input map (for `where`); layouts must already have the output's shape.
+pub(crate) fn map3<A, T, U, F>(a: &[A], la: &Layout, b: &[T], lb: &Layout, c: &[T], lc: &Layout, f: F) -> Vec<U>
+where
+    A: Copy + Sync,
+    T: Copy + Sync,
+    U: Copy + Send + Sync + Default,
+    F: Fn(A, T, T) -> U + Sync,
+{
+    let walk = Walk::new([la, lb, lc]);
+    let [sa, sb, sc] = walk.inner_strides();
+    let mut out = vec![U::default(); la.numel()];
+    fill_chunks(&mut out, |chunk, start| {
+        walk.runs(start, start + chunk.len(), |pos, [oa, ob, oc], len| {
+            for (i, d) in chunk[pos - start..pos - start + len].iter_mut().enumerate() {
+                *d = f(a[oa + i * sa], b[ob + i * sb], c[oc + i * sc]);
+            }
+        })
+    });
+    out
+}
+
+/// A row-major copy of a strided view.
+pub(crate) fn copy_strided<T: Copy + Send + Sync + Default>(src: &[T], l: &Layout) -> Vec<T> {
+    map1(src, l, |x| x)
+}
+
+/// The view's elements row-major: borrowed when already contiguous, else copied.
+pub(crate) fn contiguous<'a, T: Copy + Send + Sync + Default>(src: &'a [T], l: &Layout) -> Cow<'a, [T]> {
+    match l.contiguous_range() {
+        Some(r) => Cow::Borrowed(&src[r]),
+        None => Cow::Owned(copy_strided(src, l)),
+    }
+}

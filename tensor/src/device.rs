@@ -1,0 +1,117 @@
+//! Devices as trait objects: [`Backend`] is what a device implements,
+//! [`Device`] is the cheap handle tensors carry.
+
+use crate::cpu::{CpuBackend, CpuStorage};
+use crate::op::{Op, TensorMeta};
+use crate::{DType, Layout, Result};
+use std::any::Any;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+/// Where a device lives: what the jit records and what errors print.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum DeviceLocation {
+    Cpu,
+    Cuda(usize),
+}
+
+impl fmt::Display for DeviceLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceLocation::Cpu => f.write_str("cpu"),
+            DeviceLocation::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
+/// A buffer owned by a backend. Backends downcast it to their own type.
+pub trait BackendStorage: Send + Sync + fmt::Debug + Any {
+    fn dtype(&self) -> DType;
+    /// Number of elements.
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// Shared handle to a backend buffer; views of a tensor share it.
+pub type Storage = Arc<dyn BackendStorage>;
+
+/// One input of an op as a backend sees it: storage plus the view's layout.
+#[derive(Clone, Copy)]
+pub struct OpInput<'a> {
+    pub storage: &'a dyn BackendStorage,
+    pub layout: &'a Layout,
+}
+
+/// What a compute device implements. Object safe: devices are `Arc<dyn Backend>`.
+pub trait Backend: Send + Sync + fmt::Debug {
+    fn location(&self) -> DeviceLocation;
+
+    /// Executes a non-view op. `outputs` are the metas [`Op::infer`] produced;
+    /// the returned storages are row-major with exactly those shapes.
+    fn execute(&self, op: &Op, inputs: &[OpInput<'_>], outputs: &[TensorMeta]) -> Result<Vec<Storage>>;
+
+    /// Uploads host data (row-major) to a new buffer on this device.
+    fn from_host(&self, data: CpuStorage) -> Result<Storage>;
+
+    /// Copies a (possibly strided) view back to the host, row-major.
+    fn to_host(&self, storage: &dyn BackendStorage, layout: &Layout) -> Result<CpuStorage>;
+
+    /// Waits for queued work; a no-op for synchronous backends.
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A handle to a compute device. Cloning is cheap; equality is by location.
+#[derive(Clone)]
+pub struct Device(Arc<dyn Backend>);
+
+impl Device {
+    /// The CPU device (one shared instance per process).
+    pub fn cpu() -> Device {
+        static CPU: OnceLock<Device> = OnceLock::new();
+        CPU.get_or_init(|| Device(Arc::new(CpuBackend))).clone()
+    }
+
+    /// Wraps a backend implemented outside this crate (the CUDA backend does this).
+    pub fn from_backend(backend: Arc<dyn Backend>) -> Device {
+        Device(backend)
+    }
+
+    pub fn backend(&self) -> &dyn Backend {
+        &*self.0
+    }
+
+    pub fn location(&self) -> DeviceLocation {
+        self.0.location()
+    }
+
+    pub fn is_cpu(&self) -> bool {
+        self.location() == DeviceLocation::Cpu
+    }
+
+    pub fn synchronize(&self) -> Result<()> {
+        self.0.synchronize()
+    }
+}
+
+impl PartialEq for Device {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.location() == other.location()
+    }
+}
+impl Eq for Device {}
+
+impl fmt::Debug for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Device({})", self.location())
+    }
+}
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.location())
+    }
+}

@@ -1,0 +1,51 @@
+//! The crate's error type: every public operation returns [`Result`].
+
+use crate::{DType, Shape};
+
+/// Errors of tensor operations. Messages name the op and the shapes, dtypes or
+/// devices involved so a user can act on them.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{op}: shape mismatch: {msg} (shapes {shapes:?})")]
+    ShapeMismatch { op: &'static str, shapes: Vec<Shape>, msg: String },
+
+    #[error("{op}: dtype mismatch: expected {expected}, got {got}")]
+    DTypeMismatch { op: &'static str, expected: DType, got: DType },
+
+    #[error("{op}: unsupported dtype {dtype}: {msg}")]
+    UnsupportedDType { op: &'static str, dtype: DType, msg: &'static str },
+
+    #[error("{op}: dim {dim} out of range for a tensor of rank {rank} (shape {shape})")]
+    DimOutOfRange { op: &'static str, dim: i64, rank: usize, shape: Shape },
+
+    #[error("{op}: tensors on different devices: {lhs} and {rhs}")]
+    DeviceMismatch { op: &'static str, lhs: String, rhs: String },
+
+    #[error("{op}: invalid argument: {msg}")]
+    InvalidArgument { op: &'static str, msg: String },
+
+    #[error("{op}: index {index} out of range for dim {dim} of size {size}")]
+    IndexOutOfRange { op: &'static str, index: i64, dim: usize, size: usize },
+
+    #[error("device error on {device}: {msg}")]
+    Device { device: String, msg: String },
+
+    #[error("{op}: reading tensor data on the host during a trace would bake a data-dependent value into the graph")]
+    HostReadDuringTrace { op: &'static str },
+
+    #[error("{op} is not implemented on device {device}")]
+    NotImplemented { op: &'static str, device: String },
+}
+
+/// Result alias used by every fallible operation of the crate.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub(crate) fn shape(op: &'static str, shapes: &[&Shape], msg: impl Into<String>) -> Self {
+        Error::ShapeMismatch { op, shapes: shapes.iter().map(|s| (*s).clone()).collect(), msg: msg.into() }
+    }
+
+    pub(crate) fn invalid(op: &'static str, msg: impl Into<String>) -> Self {
+        Error::InvalidArgument { op, msg: msg.into() }
+    }
+}

@@ -1,0 +1,467 @@
+//! Shape and dtype inference for every [`Op`]: the one place inputs are validated.
+
+use crate::op::{BinaryOp, Op, ReduceOp, TensorMeta};
+use crate::{DType, Error, Result, Shape};
+
+fn arity(op: &Op, inputs: &[TensorMeta], n: std::ops::RangeInclusive<usize>) -> Result<()> {
+    if !n.contains(&inputs.len()) {
+        return Err(Error::invalid(op.name(), format!("expected {n:?} inputs, got {}", inputs.len())));
+    }
+    Ok(())
+}
+
+fn same_dtype(name: &'static str, a: &TensorMeta, b: &TensorMeta) -> Result<()> {
+    if a.dtype != b.dtype {
+        return Err(Error::DTypeMismatch { op: name, expected: a.dtype, got: b.dtype });
+    }
+    Ok(())
+}
+
+fn float_only(name: &'static str, m: &TensorMeta) -> Result<()> {
+    if !m.dtype.is_float() {
+        return Err(Error::UnsupportedDType { op: name, dtype: m.dtype, msg: "expected a floating-point tensor" });
+    }
+    Ok(())
+}
+
+fn not_bool(name: &'static str, m: &TensorMeta) -> Result<()> {
+    if m.dtype == DType::Bool {
+        return Err(Error::UnsupportedDType { op: name, dtype: m.dtype, msg: "not defined for bool tensors" });
+    }
+    Ok(())
+}
+
+fn index_dtype(name: &'static str, m: &TensorMeta) -> Result<()> {
+    if !matches!(m.dtype, DType::I64 | DType::I32) {
+        return Err(Error::DTypeMismatch { op: name, expected: DType::I64, got: m.dtype });
+    }
+    Ok(())
+}
+
+fn reduced_shape(shape: &Shape, dims: &[usize], keepdim: bool) -> Shape {
+    let mut out = Vec::with_capacity(shape.rank());
+    for (i, &d) in shape.dims().iter().enumerate() {
+        if dims.contains(&i) {
+            if keepdim {
+                out.push(1);
+            }
+        } else {
+            out.push(d);
+        }
+    }
+    Shape::from(out)
+}
+
+fn check_dims(name: &'static str, shape: &Shape, dims: &[usize]) -> Result<()> {
+    for &d in dims {
+        if d >= shape.rank() {
+            return Err(Error::DimOutOfRange { op: name, dim: d as i64, rank: shape.rank(), shape: shape.clone() });
+        }
+    }
+    Ok(())
+}
+
+/// Output size of a sliding window (conv, pooling), PyTorch's formula.
+pub(crate) fn window_out(
+    name: &'static str,
+    input: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    dil: usize,
+    ceil_mode: bool,
+) -> Result<usize> {
+    if k == 0 || stride == 0 || dil == 0 {
+        return Err(Error::invalid(name, format!("kernel {k}, stride {stride} and dilation {dil} must be positive")));
+    }
+    let eff = dil * (k - 1) + 1;
+    if input + 2 * pad < eff {
+        return Err(Error::invalid(
+            name,
+            format!("input size {input} with padding {pad} is smaller than the effective kernel size {eff}"),
+        ));
+    }
+    let span = input + 2 * pad - eff;
+    let mut out = if ceil_mode { span.div_ceil(stride) + 1 } else { span / stride + 1 };
+    // The last window must start inside the input or the left padding.
+    if ceil_mode && (out - 1) * stride >= input + pad {
+        out -= 1;
+    }
+    Ok(out)
+}
+
+fn nchw(name: &'static str, m: &TensorMeta) -> Result<[usize; 4]> {
+    match *m.shape.dims() {
+        [n, c, h, w] => Ok([n, c, h, w]),
+        _ => Err(Error::shape(name, &[&m.shape], "expected a 4-d NCHW input")),
+    }
+}
+
+pub(crate) fn infer(op: &Op, inputs: &[TensorMeta]) -> Result<Vec<TensorMeta>> {
+    let name = op.name();
+    let one = |shape: Shape, dtype: DType| Ok(vec![TensorMeta::new(shape, dtype)]);
+    match op {
+        Op::Unary(u) => {
+            arity(op, inputs, 1..=1)?;
+            let m = &inputs[0];
+            if !(m.dtype.is_float() || (u.supports_int() && m.dtype.is_int())) {
+                return Err(Error::UnsupportedDType {
+                    op: name,
+                    dtype: m.dtype,
+                    msg: if u.supports_int() { "expected a numeric tensor" } else { "expected a floating-point tensor" },
+                });
+            }
+            one(m.shape.clone(), m.dtype)
+        }
+        Op::Clamp { min, max } => {
+            arity(op, inputs, 1..=1)?;
+            not_bool(name, &inputs[0])?;
+            if min.is_none() && max.is_none() {
+                return Err(Error::invalid(name, "at least one of min and max must be given"));
+            }
+            one(inputs[0].shape.clone(), inputs[0].dtype)
+        }
+        Op::Binary(b) => {
+            arity(op, inputs, 2..=2)?;
+            let (x, y) = (&inputs[0], &inputs[1]);
+            same_dtype(name, x, y)?;
+            binary_dtype(name, *b, x)?;
+            one(x.shape.broadcast_with(&y.shape, name)?, x.dtype)
+        }
+        Op::BinaryScalar { op: b, .. } => {
+            arity(op, inputs, 1..=1)?;
+            binary_dtype(name, *b, &inputs[0])?;
+            one(inputs[0].shape.clone(), inputs[0].dtype)
+        }
+        Op::Compare(_) => {
+            arity(op, inputs, 2..=2)?;
+            same_dtype(name, &inputs[0], &inputs[1])?;
+            one(inputs[0].shape.broadcast_with(&inputs[1].shape, name)?, DType::Bool)
+        }
+        Op::Where => {
+            arity(op, inputs, 3..=3)?;
+            let (c, a, b) = (&inputs[0], &inputs[1], &inputs[2]);
+            if c.dtype != DType::Bool {
+                return Err(Error::DTypeMismatch { op: name, expected: DType::Bool, got: c.dtype });
+            }
+            same_dtype(name, a, b)?;
+            let s = c.shape.broadcast_with(&a.shape, name)?.broadcast_with(&b.shape, name)?;
+            one(s, a.dtype)
+        }
+        Op::Cast(dt) => {
+            arity(op, inputs, 1..=1)?;
+            one(inputs[0].shape.clone(), *dt)
+        }
+        Op::Reduce { op: r, dims, keepdim } => {
+            arity(op, inputs, 1..=1)?;
+            let m = &inputs[0];
+            check_dims(name, &m.shape, dims)?;
+            let dtype = match r {
+                ReduceOp::Sum | ReduceOp::Prod if !m.dtype.is_float() => DType::I64,
+                ReduceOp::Mean | ReduceOp::LogSumExp => {
+                    float_only(name, m)?;
+                    m.dtype
+                }
+                ReduceOp::Max | ReduceOp::Min => {
+                    if dims.iter().any(|&d| m.shape.dims()[d] == 0) {
+                        return Err(Error::shape(name, &[&m.shape], "cannot reduce over a zero-size dim (no identity)"));
+                    }
+                    m.dtype
+                }
+                _ => m.dtype,
+            };
+            one(reduced_shape(&m.shape, dims, *keepdim), dtype)
+        }
+        Op::Var { dims, keepdim, .. } => {
+            arity(op, inputs, 1..=1)?;
+            float_only(name, &inputs[0])?;
+            check_dims(name, &inputs[0].shape, dims)?;
+            one(reduced_shape(&inputs[0].shape, dims, *keepdim), inputs[0].dtype)
+        }
+        Op::ArgMax { dim, keepdim } | Op::ArgMin { dim, keepdim } => {
+            arity(op, inputs, 1..=1)?;
+            let m = &inputs[0];
+            check_dims(name, &m.shape, &[*dim])?;
+            if m.shape.dims()[*dim] == 0 {
+                return Err(Error::shape(name, &[&m.shape], "cannot take the arg-extremum of a zero-size dim"));
+            }
+            one(reduced_shape(&m.shape, &[*dim], *keepdim), DType::I64)
+        }
+        Op::Softmax { dim } | Op::LogSoftmax { dim } => {
+            arity(op, inputs, 1..=1)?;
+            float_only(name, &inputs[0])?;
+            check_dims(name, &inputs[0].shape, &[*dim])?;
+            one(inputs[0].shape.clone(), inputs[0].dtype)
+        }
+        Op::Matmul => {
+            arity(op, inputs, 2..=2)?;
+            let (a, b) = (&inputs[0], &inputs[1]);
+            same_dtype(name, a, b)?;
+            not_bool(name, a)?;
+            let (ra, rb) = (a.shape.rank(), b.shape.rank());
+            if ra < 2 || rb < 2 {
+                return Err(Error::shape(name, &[&a.shape, &b.shape], "the matmul op needs rank >= 2 operands"));
+            }
+            let (m, k) = (a.shape.dims()[ra - 2], a.shape.dims()[ra - 1]);
+            let (k2, n) = (b.shape.dims()[rb - 2], b.shape.dims()[rb - 1]);
+            if k != k2 {
+                return Err(Error::shape(
+                    name,
+                    &[&a.shape, &b.shape],
+                    format!("inner dimensions differ ({k} vs {k2})"),
+                ));
+            }
+            let ba = Shape::new(&a.shape.dims()[..ra - 2]);
+            let bb = Shape::new(&b.shape.dims()[..rb - 2]);
+            let batch = ba.broadcast_with(&bb, name).map_err(|_| {
+                Error::shape(name, &[&a.shape, &b.shape], "batch dimensions do not broadcast")
+            })?;
+            let mut dims = batch.dims().to_vec();
+            dims.extend([m, n]);
+            one(Shape::from(dims), a.dtype)
+        }
+        Op::Conv2d(p) => {
+            arity(op, inputs, 2..=3)?;
+            let (x, w) = (&inputs[0], &inputs[1]);
+            float_only(name, x)?;
+            same_dtype(name, x, w)?;
+            let [n, c, h, wd] = nchw(name, x)?;
+            let [o, cg, kh, kw] = match *w.shape.dims() {
+                [a, b, c, d] => [a, b, c, d],
+                _ => return Err(Error::shape(name, &[&x.shape, &w.shape], "weight must be 4-d [out, in/groups, kh, kw]")),
+            };
+            let g = p.groups;
+            if g == 0 || c % g != 0 || o % g != 0 || cg * g != c {
+                return Err(Error::shape(
+                    name,
+                    &[&x.shape, &w.shape],
+                    format!("input channels {c} and output channels {o} must be divisible by groups {g}, and weight.shape[1] = in/groups"),
+                ));
+            }
+            check_bias(name, inputs, o)?;
+            let oh = window_out(name, h, kh, p.stride[0], p.padding[0], p.dilation[0], false)?;
+            let ow = window_out(name, wd, kw, p.stride[1], p.padding[1], p.dilation[1], false)?;
+            one(Shape::new(&[n, o, oh, ow]), x.dtype)
+        }
+        Op::ConvTranspose2d(p) => {
+            arity(op, inputs, 2..=3)?;
+            let (x, w) = (&inputs[0], &inputs[1]);
+            float_only(name, x)?;
+            same_dtype(name, x, w)?;
+            let [n, c, h, wd] = nchw(name, x)?;
+            let [ci, og, kh, kw] = match *w.shape.dims() {
+                [a, b, c, d] => [a, b, c, d],
+                _ => return Err(Error::shape(name, &[&x.shape, &w.shape], "weight must be 4-d [in, out/groups, kh, kw]")),
+            };
+            let g = p.groups;
+            if g == 0 || ci != c || c % g != 0 {
+                return Err(Error::shape(
+                    name,
+                    &[&x.shape, &w.shape],
+                    format!("weight.shape[0] must equal input channels {c}, divisible by groups {g}"),
+                ));
+            }
+            let o = og * g;
+            check_bias(name, inputs, o)?;
+            let mut out = [0usize; 2];
+            for i in 0..2 {
+                let (s, d, op_) = (p.stride[i], p.dilation[i], p.output_padding[i]);
+                if s == 0 || d == 0 {
+                    return Err(Error::invalid(name, "stride and dilation must be positive"));
+                }
+                if op_ >= s.max(d) {
+                    return Err(Error::invalid(name, format!("output_padding {op_} must be smaller than stride or dilation")));
+                }
+                let k = [kh, kw][i];
+                let inp = [h, wd][i];
+                let full = (inp.max(1) - 1) * s + d * (k - 1) + op_ + 1;
+                if inp == 0 || full <= 2 * p.padding[i] {
+                    return Err(Error::shape(name, &[&x.shape, &w.shape], "padding leaves an empty output"));
+                }
+                out[i] = full - 2 * p.padding[i];
+            }
+            one(Shape::new(&[n, o, out[0], out[1]]), x.dtype)
+        }
+        Op::MaxPool2d(p) => {
+            arity(op, inputs, 1..=1)?;
+            float_only(name, &inputs[0])?;
+            let [n, c, h, w] = nchw(name, &inputs[0])?;
+            for i in 0..2 {
+                if p.padding[i] * 2 > p.kernel[i] {
+                    return Err(Error::invalid(name, format!("padding {:?} must be at most half the kernel {:?}", p.padding, p.kernel)));
+                }
+            }
+            let oh = window_out(name, h, p.kernel[0], p.stride[0], p.padding[0], p.dilation[0], p.ceil_mode)?;
+            let ow = window_out(name, w, p.kernel[1], p.stride[1], p.padding[1], p.dilation[1], p.ceil_mode)?;
+            let s = Shape::new(&[n, c, oh, ow]);
+            Ok(vec![TensorMeta::new(s.clone(), inputs[0].dtype), TensorMeta::new(s, DType::I64)])
+        }
+        Op::AvgPool2d(p) => {
+            arity(op, inputs, 1..=1)?;
+            float_only(name, &inputs[0])?;
+            let [n, c, h, w] = nchw(name, &inputs[0])?;
+            for i in 0..2 {
+                if p.padding[i] * 2 > p.kernel[i] {
+                    return Err(Error::invalid(name, format!("padding {:?} must be at most half the kernel {:?}", p.padding, p.kernel)));
+                }
+            }
+            let oh = window_out(name, h, p.kernel[0], p.stride[0], p.padding[0], 1, p.ceil_mode)?;
+            let ow = window_out(name, w, p.kernel[1], p.stride[1], p.padding[1], 1, p.ceil_mode)?;
+            one(Shape::new(&[n, c, oh, ow]), inputs[0].dtype)
+        }
+        Op::AdaptiveAvgPool2d { output } => {
+            arity(op, inputs, 1..=1)?;
+            float_only(name, &inputs[0])?;
+            let [n, c, h, w] = nchw(name, &inputs[0])?;
+            if output[0] == 0 || output[1] == 0 || h == 0 || w == 0 {
+                return Err(Error::shape(name, &[&inputs[0].shape], format!("output size {output:?} and input H, W must be positive")));
+            }
+            one(Shape::new(&[n, c, output[0], output[1]]), inputs[0].dtype)
+        }
+        Op::Cat { dim } => {
+            if inputs.is_empty() {
+                return Err(Error::invalid(name, "expected at least one tensor"));
+            }
+            let first = &inputs[0];
+            check_dims(name, &first.shape, &[*dim])?;
+            let mut total = 0;
+            for m in inputs {
+                same_dtype(name, first, m)?;
+                let ok = m.shape.rank() == first.shape.rank()
+                    && m.shape.dims().iter().zip(first.shape.dims()).enumerate().all(|(i, (a, b))| i == *dim || a == b);
+                if !ok {
+                    let shapes: Vec<&Shape> = inputs.iter().map(|m| &m.shape).collect();
+                    return Err(Error::shape(name, &shapes, format!("all tensors must match except in dim {dim}")));
+                }
+                total += m.shape.dims()[*dim];
+            }
+            let mut s = first.shape.clone();
+            s.dims_mut()[*dim] = total;
+            one(s, first.dtype)
+        }
+        Op::IndexSelect { dim } => {
+            arity(op, inputs, 2..=2)?;
+            let (x, idx) = (&inputs[0], &inputs[1]);
+            check_dims(name, &x.shape, &[*dim])?;
+            index_dtype(name, idx)?;
+            if idx.shape.rank() > 1 {
+                return Err(Error::shape(name, &[&x.shape, &idx.shape], "index must be 0-d or 1-d"));
+            }
+            let mut s = x.shape.clone();
+            s.dims_mut()[*dim] = idx.shape.numel();
+            one(s, x.dtype)
+        }
+        Op::Gather { dim } => {
+            arity(op, inputs, 2..=2)?;
+            let (x, idx) = (&inputs[0], &inputs[1]);
+            check_dims(name, &x.shape, &[*dim])?;
+            index_dtype(name, idx)?;
+            let ok = idx.shape.rank() == x.shape.rank()
+                && idx.shape.dims().iter().zip(x.shape.dims()).enumerate().all(|(i, (a, b))| i == *dim || a <= b);
+            if !ok {
+                return Err(Error::shape(name, &[&x.shape, &idx.shape], format!("index must have the input's rank and no larger size outside dim {dim}")));
+            }
+            one(idx.shape.clone(), x.dtype)
+        }
+        Op::ScatterAdd { dim } => {
+            arity(op, inputs, 3..=3)?;
+            let (x, idx, src) = (&inputs[0], &inputs[1], &inputs[2]);
+            check_dims(name, &x.shape, &[*dim])?;
+            index_dtype(name, idx)?;
+            same_dtype(name, x, src)?;
+            not_bool(name, x)?;
+            let r = x.shape.rank();
+            let ok = idx.shape.rank() == r
+                && src.shape.rank() == r
+                && (0..r).all(|i| {
+                    idx.shape.dims()[i] <= src.shape.dims()[i] && (i == *dim || idx.shape.dims()[i] <= x.shape.dims()[i])
+                });
+            if !ok {
+                return Err(Error::shape(name, &[&x.shape, &idx.shape, &src.shape], "index must have the same rank, be no larger than src, and no larger than self outside dim"));
+            }
+            one(x.shape.clone(), x.dtype)
+        }
+        Op::OneHot { num_classes } => {
+            arity(op, inputs, 1..=1)?;
+            if inputs[0].dtype != DType::I64 {
+                return Err(Error::DTypeMismatch { op: name, expected: DType::I64, got: inputs[0].dtype });
+            }
+            if *num_classes == 0 {
+                return Err(Error::invalid(name, "num_classes must be positive"));
+            }
+            let mut d = inputs[0].shape.dims().to_vec();
+            d.push(*num_classes);
+            one(Shape::from(d), DType::I64)
+        }
+        Op::Pad { pads, .. } => {
+            arity(op, inputs, 1..=1)?;
+            let m = &inputs[0];
+            if pads.len() != m.shape.rank() {
+                return Err(Error::shape(name, &[&m.shape], format!("expected {} (before, after) pairs, got {}", m.shape.rank(), pads.len())));
+            }
+            let d: Vec<usize> = m.shape.dims().iter().zip(pads).map(|(&d, &(a, b))| d + a + b).collect();
+            one(Shape::from(d), m.dtype)
+        }
+        Op::Reshape { shape } => {
+            arity(op, inputs, 1..=1)?;
+            let s = Shape::new(shape);
+            if s.numel() != inputs[0].shape.numel() {
+                return Err(Error::shape(name, &[&inputs[0].shape, &s], "element counts differ"));
+            }
+            one(s, inputs[0].dtype)
+        }
+        Op::Permute { perm } => {
+            arity(op, inputs, 1..=1)?;
+            let m = &inputs[0];
+            let r = m.shape.rank();
+            let mut seen = vec![false; r];
+            if perm.len() != r || perm.iter().any(|&p| p >= r || std::mem::replace(&mut seen[p], true)) {
+                return Err(Error::shape(name, &[&m.shape], format!("{perm:?} is not a permutation of {r} dims")));
+            }
+            one(Shape::from(perm.iter().map(|&p| m.shape.dims()[p]).collect::<Vec<_>>()), m.dtype)
+        }
+        Op::Expand { shape } => {
+            arity(op, inputs, 1..=1)?;
+            let s = Shape::new(shape);
+            crate::Layout::contiguous(inputs[0].shape.clone()).broadcast_to(&s, name)?;
+            one(s, inputs[0].dtype)
+        }
+        Op::Slice { dim, start, end, step } => {
+            arity(op, inputs, 1..=1)?;
+            let m = &inputs[0];
+            check_dims(name, &m.shape, &[*dim])?;
+            let size = m.shape.dims()[*dim];
+            if *step == 0 || start > end || *end > size {
+                return Err(Error::invalid(
+                    name,
+                    format!("range {start}..{end} step {step} is invalid for dim {dim} of size {size} (shape {})", m.shape),
+                ));
+            }
+            let mut s = m.shape.clone();
+            s.dims_mut()[*dim] = (end - start).div_ceil(*step);
+            one(s, m.dtype)
+        }
+        Op::Contiguous | Op::ToDevice(_) => {
+            arity(op, inputs, 1..=1)?;
+            one(inputs[0].shape.clone(), inputs[0].dtype)
+        }
+    }
+}
+
+fn binary_dtype(name: &'static str, b: BinaryOp, m: &TensorMeta) -> Result<()> {
+    not_bool(name, m)?;
+    if b.float_only() {
+        float_only(name, m)?;
+    }
+    Ok(())
+}
+
+fn check_bias(name: &'static str, inputs: &[TensorMeta], out_channels: usize) -> Result<()> {
+    if let Some(b) = inputs.get(2) {
+        same_dtype(name, &inputs[0], b)?;
+        if b.shape.dims() != [out_channels] {
+            return Err(Error::shape(name, &[&inputs[1].shape, &b.shape], format!("bias must be [{out_channels}]")));
+        }
+    }
+    Ok(())
+}

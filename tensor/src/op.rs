@@ -1,0 +1,345 @@
+//! The op vocabulary: one enum read by backends (to execute), autograd (to
+//! differentiate) and the jit (graph nodes). [`Op::infer`] is the single place
+//! that validates inputs and derives output shapes and dtypes.
+
+use crate::device::DeviceLocation;
+use crate::{DType, Result, Shape};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum UnaryOp {
+    Neg,
+    Abs,
+    Exp,
+    Log,
+    Sqrt,
+    Rsqrt,
+    Sin,
+    Cos,
+    Tanh,
+    Sigmoid,
+    Relu,
+    /// Exact GELU, `x * Phi(x)` with the error function.
+    Gelu,
+    /// GELU with the tanh approximation.
+    GeluTanh,
+    Silu,
+    /// `log(1 + exp(x))`, linear above 20 as PyTorch's default threshold.
+    Softplus,
+    Recip,
+    Square,
+    Sign,
+    Floor,
+    Ceil,
+    /// Round half to even, as `torch.round`.
+    Round,
+}
+
+impl UnaryOp {
+    /// Ops that are also defined on integer tensors.
+    pub fn supports_int(self) -> bool {
+        matches!(self, UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Sign | UnaryOp::Square | UnaryOp::Relu)
+    }
+    pub fn name(self) -> &'static str {
+        use UnaryOp::*;
+        match self {
+            Neg => "neg",
+            Abs => "abs",
+            Exp => "exp",
+            Log => "log",
+            Sqrt => "sqrt",
+            Rsqrt => "rsqrt",
+            Sin => "sin",
+            Cos => "cos",
+            Tanh => "tanh",
+            Sigmoid => "sigmoid",
+            Relu => "relu",
+            Gelu => "gelu",
+            GeluTanh => "gelu_tanh",
+            Silu => "silu",
+            Softplus => "softplus",
+            Recip => "recip",
+            Square => "square",
+            Sign => "sign",
+            Floor => "floor",
+            Ceil => "ceil",
+            Round => "round",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Pow,
+    Maximum,
+    Minimum,
+}
+
+impl BinaryOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "add",
+            BinaryOp::Sub => "sub",
+            BinaryOp::Mul => "mul",
+            BinaryOp::Div => "div",
+            BinaryOp::Pow => "pow",
+            BinaryOp::Maximum => "maximum",
+            BinaryOp::Minimum => "minimum",
+        }
+    }
+    pub(crate) fn float_only(self) -> bool {
+        matches!(self, BinaryOp::Div | BinaryOp::Pow)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl CmpOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            CmpOp::Eq => "eq",
+            CmpOp::Ne => "ne",
+            CmpOp::Lt => "lt",
+            CmpOp::Le => "le",
+            CmpOp::Gt => "gt",
+            CmpOp::Ge => "ge",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ReduceOp {
+    Sum,
+    Mean,
+    Max,
+    Min,
+    Prod,
+    LogSumExp,
+}
+
+impl ReduceOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReduceOp::Sum => "sum",
+            ReduceOp::Mean => "mean",
+            ReduceOp::Max => "max",
+            ReduceOp::Min => "min",
+            ReduceOp::Prod => "prod",
+            ReduceOp::LogSumExp => "logsumexp",
+        }
+    }
+}
+
+/// Attributes of `conv2d` (PyTorch's `F.conv2d`). Weight is `[out, in/groups, kh, kw]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Conv2dParams {
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+    pub groups: usize,
+}
+
+impl Default for Conv2dParams {
+    fn default() -> Self {
+        Conv2dParams { stride: [1, 1], padding: [0, 0], dilation: [1, 1], groups: 1 }
+    }
+}
+
+/// Attributes of `conv_transpose2d`. Weight is `[in, out/groups, kh, kw]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ConvTranspose2dParams {
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub output_padding: [usize; 2],
+    pub dilation: [usize; 2],
+    pub groups: usize,
+}
+
+impl Default for ConvTranspose2dParams {
+    fn default() -> Self {
+        ConvTranspose2dParams { stride: [1, 1], padding: [0, 0], output_padding: [0, 0], dilation: [1, 1], groups: 1 }
+    }
+}
+
+/// Attributes of `max_pool2d`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MaxPool2dParams {
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+    pub ceil_mode: bool,
+}
+
+impl MaxPool2dParams {
+    /// Square kernel `k` with stride `k`, as `nn.MaxPool2d(k)`.
+    pub fn new(k: usize) -> Self {
+        MaxPool2dParams { kernel: [k, k], stride: [k, k], padding: [0, 0], dilation: [1, 1], ceil_mode: false }
+    }
+}
+
+impl Default for MaxPool2dParams {
+    fn default() -> Self {
+        Self::new(1)
+    }
+}
+
+/// Attributes of `avg_pool2d`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AvgPool2dParams {
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub ceil_mode: bool,
+    pub count_include_pad: bool,
+}
+
+impl AvgPool2dParams {
+    /// Square kernel `k` with stride `k`, as `nn.AvgPool2d(k)`.
+    pub fn new(k: usize) -> Self {
+        AvgPool2dParams { kernel: [k, k], stride: [k, k], padding: [0, 0], ceil_mode: false, count_include_pad: true }
+    }
+}
+
+impl Default for AvgPool2dParams {
+    fn default() -> Self {
+        Self::new(1)
+    }
+}
+
+/// A primitive operation. Dims are already resolved (non-negative).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Op {
+    Unary(UnaryOp),
+    Clamp { min: Option<f64>, max: Option<f64> },
+    Binary(BinaryOp),
+    /// `x op scalar`, the scalar converted to x's dtype.
+    BinaryScalar { op: BinaryOp, scalar: f64 },
+    Compare(CmpOp),
+    /// Inputs `(cond, on_true, on_false)`, all broadcast.
+    Where,
+    Cast(DType),
+    Reduce { op: ReduceOp, dims: Vec<usize>, keepdim: bool },
+    Var { dims: Vec<usize>, correction: usize, keepdim: bool },
+    ArgMax { dim: usize, keepdim: bool },
+    ArgMin { dim: usize, keepdim: bool },
+    Softmax { dim: usize },
+    LogSoftmax { dim: usize },
+    /// Batched matmul of two tensors of rank >= 2 with broadcast batch dims.
+    Matmul,
+    /// Inputs `(x, weight)` or `(x, weight, bias)`; x is NCHW.
+    Conv2d(Conv2dParams),
+    ConvTranspose2d(ConvTranspose2dParams),
+    /// Two outputs: values and i64 indices into each input H*W plane.
+    MaxPool2d(MaxPool2dParams),
+    AvgPool2d(AvgPool2dParams),
+    AdaptiveAvgPool2d { output: [usize; 2] },
+    Cat { dim: usize },
+    /// Inputs `(x, index)`.
+    IndexSelect { dim: usize },
+    /// Inputs `(x, index)`.
+    Gather { dim: usize },
+    /// Inputs `(x, index, src)`: `x` with `src` added at `index` along `dim`.
+    ScatterAdd { dim: usize },
+    OneHot { num_classes: usize },
+    /// Constant padding, `(before, after)` for every dim, outermost first.
+    Pad { pads: Vec<(usize, usize)>, value: f64 },
+    // Views: they share storage and never reach a backend.
+    Reshape { shape: Vec<usize> },
+    Permute { perm: Vec<usize> },
+    Expand { shape: Vec<usize> },
+    Slice { dim: usize, start: usize, end: usize, step: usize },
+    /// A row-major copy (identity on values).
+    Contiguous,
+    ToDevice(DeviceLocation),
+}
+
+/// Shape and dtype of a tensor, without data.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TensorMeta {
+    pub shape: Shape,
+    pub dtype: DType,
+}
+
+impl TensorMeta {
+    pub fn new(shape: Shape, dtype: DType) -> Self {
+        TensorMeta { shape, dtype }
+    }
+}
+
+impl Op {
+    /// A short name for errors and graph dumps (`conv2d`, `sum`, `add`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Unary(u) => u.name(),
+            Op::Clamp { .. } => "clamp",
+            Op::Binary(b) => b.name(),
+            Op::BinaryScalar { op, .. } => match op {
+                BinaryOp::Add => "add_scalar",
+                BinaryOp::Sub => "sub_scalar",
+                BinaryOp::Mul => "mul_scalar",
+                BinaryOp::Div => "div_scalar",
+                BinaryOp::Pow => "pow_scalar",
+                BinaryOp::Maximum => "maximum_scalar",
+                BinaryOp::Minimum => "minimum_scalar",
+            },
+            Op::Compare(c) => c.name(),
+            Op::Where => "where",
+            Op::Cast(_) => "to_dtype",
+            Op::Reduce { op, .. } => op.name(),
+            Op::Var { .. } => "var",
+            Op::ArgMax { .. } => "argmax",
+            Op::ArgMin { .. } => "argmin",
+            Op::Softmax { .. } => "softmax",
+            Op::LogSoftmax { .. } => "log_softmax",
+            Op::Matmul => "matmul",
+            Op::Conv2d(_) => "conv2d",
+            Op::ConvTranspose2d(_) => "conv_transpose2d",
+            Op::MaxPool2d(_) => "max_pool2d",
+            Op::AvgPool2d(_) => "avg_pool2d",
+            Op::AdaptiveAvgPool2d { .. } => "adaptive_avg_pool2d",
+            Op::Cat { .. } => "cat",
+            Op::IndexSelect { .. } => "index_select",
+            Op::Gather { .. } => "gather",
+            Op::ScatterAdd { .. } => "scatter_add",
+            Op::OneHot { .. } => "one_hot",
+            Op::Pad { .. } => "pad",
+            Op::Reshape { .. } => "reshape",
+            Op::Permute { .. } => "permute",
+            Op::Expand { .. } => "expand",
+            Op::Slice { .. } => "slice",
+            Op::Contiguous => "contiguous",
+            Op::ToDevice(_) => "to_device",
+        }
+    }
+
+    /// True for ops that only change the layout and share storage.
+    pub fn is_view(&self) -> bool {
+        matches!(self, Op::Reshape { .. } | Op::Permute { .. } | Op::Expand { .. } | Op::Slice { .. })
+    }
+
+    /// Number of outputs the op produces.
+    pub fn num_outputs(&self) -> usize {
+        match self {
+            Op::MaxPool2d(_) => 2,
+            _ => 1,
+        }
+    }
+
+    /// Validates the inputs and returns the output metadata.
+    pub fn infer(&self, inputs: &[TensorMeta]) -> Result<Vec<TensorMeta>> {
+        crate::infer::infer(self, inputs)
+    }
+}

@@ -1,0 +1,202 @@
+//! Shapes, dim arguments (with negative indexing) and broadcasting.
+
+use crate::{Error, Result};
+use smallvec::SmallVec;
+use std::fmt;
+
+/// Inline storage for dims: tensors of rank <= 6 never allocate for their shape.
+pub type DimVec = SmallVec<[usize; 6]>;
+
+/// The extent of each dimension of a tensor, outermost first.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct Shape(DimVec);
+
+impl Shape {
+    pub fn new(dims: &[usize]) -> Self {
+        Shape(SmallVec::from_slice(dims))
+    }
+    /// The 0-d (scalar) shape.
+    pub fn scalar() -> Self {
+        Shape(SmallVec::new())
+    }
+    pub fn dims(&self) -> &[usize] {
+        &self.0
+    }
+    pub fn rank(&self) -> usize {
+        self.0.len()
+    }
+    /// Number of elements (1 for a 0-d shape).
+    pub fn numel(&self) -> usize {
+        self.0.iter().product()
+    }
+    /// Row-major (C-contiguous) strides of this shape.
+    pub fn contiguous_strides(&self) -> DimVec {
+        let mut strides: DimVec = SmallVec::from_elem(0, self.rank());
+        let mut acc = 1;
+        for i in (0..self.rank()).rev() {
+            strides[i] = acc;
+            acc *= self.0[i];
+        }
+        strides
+    }
+    pub(crate) fn dims_mut(&mut self) -> &mut DimVec {
+        &mut self.0
+    }
+    /// The shape both operands broadcast to, following NumPy/PyTorch rules.
+    pub fn broadcast_with(&self, other: &Shape, op: &'static str) -> Result<Shape> {
+        let rank = self.rank().max(other.rank());
+        let mut out: DimVec = SmallVec::from_elem(0, rank);
+        for i in 0..rank {
+            let a = dim_from_end(self, rank - 1 - i);
+            let b = dim_from_end(other, rank - 1 - i);
+            out[i] = match (a, b) {
+                (x, y) if x == y => x,
+                (1, y) => y,
+                (x, 1) => x,
+                _ => {
+                    return Err(Error::shape(
+                        op,
+                        &[self, other],
+                        format!("cannot broadcast: dim {i} of the result has sizes {a} and {b}"),
+                    ))
+                }
+            };
+        }
+        Ok(Shape(out))
+    }
+}
+
+fn dim_from_end(s: &Shape, k: usize) -> usize {
+    if k < s.rank() {
+        s.0[s.rank() - 1 - k]
+    } else {
+        1
+    }
+}
+
+impl fmt::Debug for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.dims())
+    }
+}
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.dims())
+    }
+}
+
+impl From<&[usize]> for Shape {
+    fn from(d: &[usize]) -> Self {
+        Shape::new(d)
+    }
+}
+impl<const N: usize> From<[usize; N]> for Shape {
+    fn from(d: [usize; N]) -> Self {
+        Shape::new(&d)
+    }
+}
+impl<const N: usize> From<&[usize; N]> for Shape {
+    fn from(d: &[usize; N]) -> Self {
+        Shape::new(d)
+    }
+}
+impl From<Vec<usize>> for Shape {
+    fn from(d: Vec<usize>) -> Self {
+        Shape(SmallVec::from_vec(d))
+    }
+}
+impl From<&Vec<usize>> for Shape {
+    fn from(d: &Vec<usize>) -> Self {
+        Shape::new(d)
+    }
+}
+impl From<DimVec> for Shape {
+    fn from(d: DimVec) -> Self {
+        Shape(d)
+    }
+}
+impl From<()> for Shape {
+    fn from(_: ()) -> Self {
+        Shape::scalar()
+    }
+}
+impl From<usize> for Shape {
+    fn from(d: usize) -> Self {
+        Shape::new(&[d])
+    }
+}
+impl From<&Shape> for Shape {
+    fn from(s: &Shape) -> Self {
+        s.clone()
+    }
+}
+
+/// A dimension argument; negative values count from the end, as in PyTorch.
+pub trait Dim: Copy {
+    fn to_i64(self) -> i64;
+    /// Resolves against a rank, naming `op` and `shape` in the error.
+    fn resolve(self, shape: &Shape, op: &'static str) -> Result<usize> {
+        resolve_dim(self.to_i64(), shape.rank(), shape, op)
+    }
+}
+
+pub(crate) fn resolve_dim(d: i64, rank: usize, shape: &Shape, op: &'static str) -> Result<usize> {
+    let r = rank as i64;
+    let idx = if d < 0 { d + r } else { d };
+    if idx < 0 || idx >= r {
+        return Err(Error::DimOutOfRange { op, dim: d, rank, shape: shape.clone() });
+    }
+    Ok(idx as usize)
+}
+
+macro_rules! impl_dim {
+    ($($t:ty),*) => {$(
+        impl Dim for $t {
+            #[inline]
+            fn to_i64(self) -> i64 { self as i64 }
+        }
+    )*};
+}
+impl_dim!(usize, isize, i32, i64, u32);
+
+/// A list of dimensions (for reductions and permutes).
+pub trait Dims {
+    fn to_i64s(&self) -> SmallVec<[i64; 6]>;
+    /// Resolves every dim; rejects duplicates.
+    fn resolve(&self, shape: &Shape, op: &'static str) -> Result<DimVec> {
+        let mut out = DimVec::new();
+        for &d in self.to_i64s().iter() {
+            let r = resolve_dim(d, shape.rank(), shape, op)?;
+            if out.contains(&r) {
+                return Err(Error::invalid(op, format!("dim {d} repeated in the dim list for shape {shape}")));
+            }
+            out.push(r);
+        }
+        Ok(out)
+    }
+}
+impl<D: Dim> Dims for D {
+    fn to_i64s(&self) -> SmallVec<[i64; 6]> {
+        smallvec::smallvec![self.to_i64()]
+    }
+}
+impl<D: Dim, const N: usize> Dims for [D; N] {
+    fn to_i64s(&self) -> SmallVec<[i64; 6]> {
+        self.iter().map(|d| d.to_i64()).collect()
+    }
+}
+impl<D: Dim> Dims for &[D] {
+    fn to_i64s(&self) -> SmallVec<[i64; 6]> {
+        self.iter().map(|d| d.to_i64()).collect()
+    }
+}
+impl<D: Dim> Dims for Vec<D> {
+    fn to_i64s(&self) -> SmallVec<[i64; 6]> {
+        self.iter().map(|d| d.to_i64()).collect()
+    }
+}
+impl<D: Dim, const N: usize> Dims for &[D; N] {
+    fn to_i64s(&self) -> SmallVec<[i64; 6]> {
+        self.iter().map(|d| d.to_i64()).collect()
+    }
+}

@@ -1,0 +1,296 @@
+//! [`Tensor`]: a cheap handle to storage + layout, and the one dispatch path
+//! every op goes through.
+
+use crate::device::{Device, OpInput, Storage};
+use crate::op::{Op, TensorMeta};
+use crate::record::{is_grad_enabled, is_tracing};
+use crate::{DType, Error, Layout, Result, Shape, WithDType};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Unique identity of a tensor handle (views get their own id).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TensorId(u64);
+
+impl TensorId {
+    fn next() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        TensorId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+/// How a tensor was made: the op and its inputs. Multi-output ops share one
+/// node; `output` says which result this tensor is.
+#[derive(Clone, Debug)]
+pub struct Provenance {
+    pub node: Arc<Node>,
+    pub output: usize,
+}
+
+/// A recorded op application.
+#[derive(Debug)]
+pub struct Node {
+    pub op: Op,
+    pub inputs: Vec<Tensor>,
+    /// Metadata of every output, so consumers need not keep outputs alive.
+    pub outputs: Vec<TensorMeta>,
+}
+
+struct Inner {
+    id: TensorId,
+    storage: Storage,
+    layout: Layout,
+    dtype: DType,
+    device: Device,
+    requires_grad: bool,
+    provenance: Option<Provenance>,
+}
+
+/// An n-dimensional array on a device. Cloning shares the data.
+#[derive(Clone)]
+pub struct Tensor(Arc<Inner>);
+
+impl Tensor {
+    pub(crate) fn from_parts(storage: Storage, layout: Layout, device: Device) -> Tensor {
+        let dtype = storage.dtype();
+        Tensor(Arc::new(Inner {
+            id: TensorId::next(),
+            storage,
+            layout,
+            dtype,
+            device,
+            requires_grad: false,
+            provenance: None,
+        }))
+    }
+
+    pub fn id(&self) -> TensorId {
+        self.0.id
+    }
+    pub fn shape(&self) -> &Shape {
+        self.0.layout.shape()
+    }
+    pub fn dims(&self) -> &[usize] {
+        self.0.layout.dims()
+    }
+    pub fn rank(&self) -> usize {
+        self.shape().rank()
+    }
+    pub fn numel(&self) -> usize {
+        self.0.layout.numel()
+    }
+    pub fn dtype(&self) -> DType {
+        self.0.dtype
+    }
+    pub fn device(&self) -> &Device {
+        &self.0.device
+    }
+    pub fn layout(&self) -> &Layout {
+        &self.0.layout
+    }
+    pub fn storage(&self) -> &Storage {
+        &self.0.storage
+    }
+    pub fn is_contiguous(&self) -> bool {
+        self.0.layout.is_contiguous()
+    }
+    pub fn meta(&self) -> TensorMeta {
+        TensorMeta::new(self.shape().clone(), self.dtype())
+    }
+    /// Size of dim `d` (negative counts from the end).
+    pub fn size(&self, d: impl crate::Dim) -> Result<usize> {
+        Ok(self.dims()[d.resolve(self.shape(), "size")?])
+    }
+
+    /// Whether autograd tracks this tensor.
+    pub fn requires_grad(&self) -> bool {
+        self.0.requires_grad
+    }
+
+    /// How this tensor was computed, if an op recorded it.
+    pub fn provenance(&self) -> Option<&Provenance> {
+        self.0.provenance.as_ref()
+    }
+
+    /// A new handle to the same data, marked as a leaf that requires grad (or
+    /// not). It has no provenance: gradients stop here.
+    pub fn with_requires_grad(&self, requires_grad: bool) -> Result<Tensor> {
+        if requires_grad && !self.dtype().is_float() {
+            return Err(Error::UnsupportedDType {
+                op: "requires_grad",
+                dtype: self.dtype(),
+                msg: "only floating-point tensors can require gradients",
+            });
+        }
+        Ok(self.detached(requires_grad))
+    }
+
+    /// A handle to the same data with no provenance that does not require grad.
+    pub fn detach(&self) -> Tensor {
+        self.detached(false)
+    }
+
+    fn detached(&self, requires_grad: bool) -> Tensor {
+        Tensor(Arc::new(Inner {
+            id: TensorId::next(),
+            storage: self.0.storage.clone(),
+            layout: self.0.layout.clone(),
+            dtype: self.0.dtype,
+            device: self.0.device.clone(),
+            requires_grad,
+            provenance: None,
+        }))
+    }
+
+    /// True when both handles view the same storage buffer.
+    pub fn same_storage(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.0.storage, &other.0.storage)
+    }
+
+    /// Copies the data to the host as a row-major vector. `T` must match the dtype.
+    pub fn to_vec<T: WithDType>(&self) -> Result<Vec<T>> {
+        if T::DTYPE != self.dtype() {
+            return Err(Error::DTypeMismatch { op: "to_vec", expected: self.dtype(), got: T::DTYPE });
+        }
+        let host = self.to_host("to_vec")?;
+        Ok(host.into_vec::<T>().expect("dtype checked above"))
+    }
+
+    /// The single value of a one-element tensor.
+    pub fn to_scalar<T: WithDType>(&self) -> Result<T> {
+        if self.numel() != 1 {
+            return Err(Error::shape("to_scalar", &[self.shape()], "expected exactly one element"));
+        }
+        Ok(self.to_vec::<T>()?[0])
+    }
+
+    /// The single value of a one-element tensor of any dtype, as f64.
+    pub fn item(&self) -> Result<f64> {
+        if self.numel() != 1 {
+            return Err(Error::shape("item", &[self.shape()], "expected exactly one element"));
+        }
+        Ok(self.to_host("item")?.get_f64(0))
+    }
+
+    /// Row-major host copy; an error during a trace, where data-dependent host
+    /// reads cannot be captured in a graph.
+    pub(crate) fn to_host(&self, op: &'static str) -> Result<crate::cpu::CpuStorage> {
+        if is_tracing() {
+            return Err(Error::HostReadDuringTrace { op });
+        }
+        self.0.device.backend().to_host(&*self.0.storage, &self.0.layout)
+    }
+
+    /// Applies a single-output op.
+    pub(crate) fn apply1(op: Op, inputs: &[&Tensor]) -> Result<Tensor> {
+        let mut out = Self::apply(op, inputs)?;
+        Ok(out.swap_remove(0))
+    }
+
+    /// The dispatch path of every op: validate (via [`Op::infer`]), execute on
+    /// the inputs' device (or compute a view), and record provenance when grad
+    /// mode needs it or a trace is active.
+    pub fn apply(op: Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
+        let name = op.name();
+        let device = match inputs.first() {
+            Some(t) => t.device().clone(),
+            None => return Err(Error::invalid(name, "op applied to no inputs")),
+        };
+        for t in &inputs[1..] {
+            if *t.device() != device {
+                return Err(Error::DeviceMismatch {
+                    op: name,
+                    lhs: device.to_string(),
+                    rhs: t.device().to_string(),
+                });
+            }
+        }
+        let metas: Vec<TensorMeta> = inputs.iter().map(|t| t.meta()).collect();
+        let outs = op.infer(&metas)?;
+
+        let results: Vec<(Storage, Layout, Device)> = if op.is_view() {
+            let x = inputs[0];
+            vec![(x.0.storage.clone(), view_layout(&op, x)?, device)]
+        } else if let Op::ToDevice(loc) = op {
+            return Err(Error::invalid(name, format!("use Tensor::to_device to move to {loc}")));
+        } else {
+            let op_inputs: Vec<OpInput<'_>> =
+                inputs.iter().map(|t| OpInput { storage: &*t.0.storage, layout: &t.0.layout }).collect();
+            let storages = device.backend().execute(&op, &op_inputs, &outs)?;
+            storages.into_iter().zip(&outs).map(|(s, m)| (s, Layout::contiguous(m.shape.clone()), device.clone())).collect()
+        };
+        Ok(Self::wrap_outputs(op, inputs, outs, results))
+    }
+
+    /// Builds output tensors and records provenance if needed.
+    fn wrap_outputs(op: Op, inputs: &[&Tensor], outs: Vec<TensorMeta>, results: Vec<(Storage, Layout, Device)>) -> Vec<Tensor> {
+        let grad = is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
+        let tracing = is_tracing();
+        let node = (grad || tracing).then(|| {
+            Arc::new(Node { op, inputs: inputs.iter().map(|t| (*t).clone()).collect(), outputs: outs.clone() })
+        });
+        results
+            .into_iter()
+            .zip(&outs)
+            .enumerate()
+            .map(|(i, ((storage, layout, device), meta))| {
+                let requires_grad = grad && meta.dtype.is_float();
+                let provenance = node
+                    .as_ref()
+                    .filter(|_| tracing || requires_grad)
+                    .map(|n| Provenance { node: n.clone(), output: i });
+                Tensor(Arc::new(Inner {
+                    id: TensorId::next(),
+                    dtype: storage.dtype(),
+                    storage,
+                    layout,
+                    device,
+                    requires_grad,
+                    provenance,
+                }))
+            })
+            .collect()
+    }
+
+    /// Moves (copies) the tensor to `device`; a no-op handle clone if it is there already.
+    pub fn to_device(&self, device: &Device) -> Result<Tensor> {
+        if self.device() == device {
+            return Ok(self.clone());
+        }
+        let host = self.to_host("to_device")?;
+        let storage = device.backend().from_host(host)?;
+        let meta = self.meta();
+        let layout = Layout::contiguous(meta.shape.clone());
+        Ok(Self::wrap_outputs(
+            Op::ToDevice(device.location()),
+            &[self],
+            vec![meta],
+            vec![(storage, layout, device.clone())],
+        )
+        .swap_remove(0))
+    }
+}
+
+fn view_layout(op: &Op, x: &Tensor) -> Result<Layout> {
+    let l = x.layout();
+    Ok(match op {
+        Op::Reshape { shape } => {
+            let s = Shape::new(shape);
+            l.reshape(&s).ok_or_else(|| Error::invalid("reshape", "strides do not allow a view; make the tensor contiguous first"))?
+        }
+        Op::Permute { perm } => l.permute(perm),
+        Op::Expand { shape } => l.broadcast_to(&Shape::new(shape), "expand")?,
+        Op::Slice { dim, start, end, step } => l.slice(*dim, *start, *end, *step),
+        _ => unreachable!("not a view op"),
+    })
+}
+
+impl fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tensor[{}; {}, {}]", self.shape(), self.dtype(), self.device())
+    }
+}
