@@ -83,7 +83,7 @@ impl Tensor {
         // Symmetric from both ends, as PyTorch, so the last value is exactly `end`.
         let half = steps / 2;
         let values: Vec<f64> = (0..steps)
-            .map(|i| if i < half { start + step * i as f64 } else { end - step * (steps - 1 - i) as f64 })
+            .map(|i| if steps == 1 { start } else if i < half { start + step * i as f64 } else { end - step * (steps - 1 - i) as f64 })
             .collect();
         Self::from_storage(CpuStorage::from_f64s(dtype, &values), [steps], device)
     }

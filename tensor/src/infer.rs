@@ -128,9 +128,15 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorMeta]) -> Result<Vec<TensorMeta>> {
             binary_dtype(name, *b, x)?;
             one(x.shape.broadcast_with(&y.shape, name)?, x.dtype)
         }
-        Op::BinaryScalar { op: b, .. } => {
+        Op::BinaryScalar { op: b, scalar } => {
             arity(op, inputs, 1..=1)?;
             binary_dtype(name, *b, &inputs[0])?;
+            if !inputs[0].dtype.is_float() && (scalar.fract() != 0.0 || (*b == BinaryOp::Pow && *scalar < 0.0)) {
+                return Err(Error::invalid(
+                    name,
+                    format!("scalar {scalar} is not a non-negative integer; cast the {} tensor to a float dtype first", inputs[0].dtype),
+                ));
+            }
             one(inputs[0].shape.clone(), inputs[0].dtype)
         }
         Op::Compare(_) => {

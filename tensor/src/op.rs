@@ -92,7 +92,7 @@ impl BinaryOp {
         }
     }
     pub(crate) fn float_only(self) -> bool {
-        matches!(self, BinaryOp::Div | BinaryOp::Pow)
+        matches!(self, BinaryOp::Div)
     }
 }
 

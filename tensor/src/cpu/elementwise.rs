@@ -126,6 +126,26 @@ fn binary_float<T: FloatDType>(op: BinaryOp, a: &[T], la: &Layout, b: &[T], lb: 
     }
 }
 
+/// Integer power with wrapping; negative exponents give 0 except for bases 1
+/// and -1, as PyTorch's integer `pow`.
+macro_rules! int_pow {
+    ($x:expr, $y:expr, $t:ty) => {{
+        let (x, y) = ($x, $y);
+        #[allow(unused_comparisons)]
+        if y < (0 as $t) {
+            if x == (1 as $t) {
+                1 as $t
+            } else if x == (0 as $t).wrapping_sub(1 as $t) {
+                if (y as i64) % 2 == 0 { 1 as $t } else { x }
+            } else {
+                0 as $t
+            }
+        } else {
+            x.wrapping_pow(y as u32)
+        }
+    }};
+}
+
 macro_rules! binary_int {
     ($op:expr, $a:expr, $la:expr, $b:expr, $lb:expr, $t:ty) => {
         match $op {
@@ -134,7 +154,8 @@ macro_rules! binary_int {
             BinaryOp::Mul => map2($a, $la, $b, $lb, |x: $t, y: $t| x.wrapping_mul(y)),
             BinaryOp::Maximum => map2($a, $la, $b, $lb, |x: $t, y: $t| x.max(y)),
             BinaryOp::Minimum => map2($a, $la, $b, $lb, |x: $t, y: $t| x.min(y)),
-            BinaryOp::Div | BinaryOp::Pow => unreachable!("infer rejects div/pow on integers"),
+            BinaryOp::Pow => map2($a, $la, $b, $lb, |x: $t, y: $t| int_pow!(x, y, $t)),
+            BinaryOp::Div => unreachable!("infer rejects div on integers"),
         }
     };
 }
@@ -185,7 +206,8 @@ pub(crate) fn binary_scalar(op: BinaryOp, s: &CpuStorage, l: &Layout, scalar: f6
                 BinaryOp::Mul => map1($v, l, |x: $t| x.wrapping_mul(y)),
                 BinaryOp::Maximum => map1($v, l, |x: $t| x.max(y)),
                 BinaryOp::Minimum => map1($v, l, |x: $t| x.min(y)),
-                BinaryOp::Div | BinaryOp::Pow => unreachable!("infer rejects div/pow on integers"),
+                BinaryOp::Pow => map1($v, l, |x: $t| int_pow!(x, y, $t)),
+                BinaryOp::Div => unreachable!("infer rejects div on integers"),
             }
         }};
     }

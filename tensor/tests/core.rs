@@ -1,0 +1,186 @@
+//! Views, layouts, creation, randomness, provenance recording and threading:
+//! behaviour that golden fixtures do not cover.
+
+use oar_tensor::*;
+
+fn cpu() -> Device {
+    Device::cpu()
+}
+
+fn f32s(t: &Tensor) -> Vec<f32> {
+    t.to_vec::<f32>().unwrap()
+}
+
+#[test]
+fn views_share_storage_and_reshape_copies_only_when_needed() -> Result<()> {
+    let a = Tensor::arange(0.0, 24.0, 1.0, DType::F32, &cpu())?.reshape([2, 3, 4])?;
+    for v in [
+        a.reshape([6, 4])?,
+        a.permute([2, 0, 1])?,
+        a.transpose(0, 2)?,
+        a.narrow(1, 1, 2)?,
+        a.slice(2, 0, 4, 2)?,
+        a.unsqueeze(0)?.expand([5, 2, 3, 4])?,
+        a.unsqueeze(-1)?,
+        a.flatten(0, 1)?,
+    ] {
+        assert!(v.same_storage(&a), "{v:?} should be a view");
+    }
+    // A permuted tensor can be viewed with dims merged only where strides allow.
+    let p = a.permute([1, 0, 2])?; // [3, 2, 4], strides [4, 12, 1]
+    let merged_last = p.reshape([3, 8])?; // dims 1 and 2 are not mergeable: copy
+    assert!(!merged_last.same_storage(&a));
+    assert_eq!(merged_last.narrow(0, 0, 1)?.reshape([8])?.to_vec::<f32>()?, vec![0., 1., 2., 3., 12., 13., 14., 15.]);
+    let split_last = p.reshape([3, 2, 2, 2])?; // splitting a dim is always a view
+    assert!(split_last.same_storage(&a));
+    // contiguous() copies only when needed.
+    assert!(a.contiguous()?.same_storage(&a));
+    assert!(!p.contiguous()?.same_storage(&a));
+    assert!(p.contiguous()?.is_contiguous());
+    Ok(())
+}
+
+#[test]
+fn slice_with_step_and_strided_math() -> Result<()> {
+    let a = Tensor::arange(0.0, 20.0, 1.0, DType::F64, &cpu())?.reshape([4, 5])?;
+    let s = a.slice(1, 1, 5, 2)?; // columns 1 and 3
+    assert_eq!(s.dims(), &[4, 2]);
+    assert_eq!(s.layout().strides(), &[5, 2]);
+    assert_eq!(s.to_vec::<f64>()?, vec![1., 3., 6., 8., 11., 13., 16., 18.]);
+    assert_eq!(s.mul_scalar(2.0)?.sum(0, false)?.to_vec::<f64>()?, vec![68., 84.]);
+    // Python-style clamping of the end bound, as x[:, 3:100].
+    assert_eq!(a.slice(1, 3, 100, 1)?.dims(), &[4, 2]);
+    Ok(())
+}
+
+#[test]
+fn broadcasting_against_hand_computed_values() -> Result<()> {
+    let x = Tensor::from_vec(vec![1f32, 2., 3., 4., 5., 6.], [2, 1, 3], &cpu())?;
+    let y = Tensor::from_vec(vec![10f32, 20.], [2, 1], &cpu())?;
+    let z = x.add(&y)?; // [2, 2, 3]
+    assert_eq!(z.dims(), &[2, 2, 3]);
+    assert_eq!(f32s(&z), vec![11., 12., 13., 21., 22., 23., 14., 15., 16., 24., 25., 26.]);
+    // Broadcast on a transposed operand.
+    let m = Tensor::from_vec(vec![1f32, 2., 3., 4.], [2, 2], &cpu())?.t()?;
+    let r = Tensor::from_vec(vec![100f32, 200.], [2], &cpu())?;
+    assert_eq!(f32s(&m.sub(&r)?), vec![-99., -197., -98., -196.]);
+    Ok(())
+}
+
+#[test]
+fn creation_ops() -> Result<()> {
+    assert_eq!(Tensor::arange(0.0, 1.0, 0.25, DType::F32, &cpu())?.to_vec::<f32>()?, vec![0., 0.25, 0.5, 0.75]);
+    assert_eq!(Tensor::arange(5.0, 0.0, -2.0, DType::I64, &cpu())?.to_vec::<i64>()?, vec![5, 3, 1]);
+    assert_eq!(Tensor::linspace(0.0, 1.0, 5, DType::F64, &cpu())?.to_vec::<f64>()?, vec![0., 0.25, 0.5, 0.75, 1.]);
+    assert_eq!(Tensor::eye(2, DType::I32, &cpu())?.to_vec::<i32>()?, vec![1, 0, 0, 1]);
+    assert_eq!(Tensor::full([2], 7.5, DType::F16, &cpu())?.to_vec::<f16>()?, vec![f16::from_f32(7.5); 2]);
+    assert_eq!(Tensor::scalar(3u8, &cpu())?.item()?, 3.0);
+    assert_eq!(Tensor::zeros([0, 3], DType::F32, &cpu())?.numel(), 0);
+    Ok(())
+}
+
+#[test]
+fn rand_is_reproducible_and_well_distributed() -> Result<()> {
+    manual_seed(7);
+    let a = Tensor::randn([10_000], DType::F64, &cpu())?;
+    manual_seed(7);
+    let b = Tensor::randn([10_000], DType::F64, &cpu())?;
+    assert_eq!(a.to_vec::<f64>()?, b.to_vec::<f64>()?);
+    let mean = a.mean_all()?.item()?;
+    let std = a.std(0, 1, false)?.item()?;
+    assert!(mean.abs() < 0.05, "mean {mean}");
+    assert!((std - 1.0).abs() < 0.05, "std {std}");
+    let mut g = Generator::new(1);
+    let u = Tensor::rand_with(&mut g, [10_000], DType::F32, &cpu())?;
+    assert!(u.min_all()?.item()? >= 0.0 && u.max_all()?.item()? < 1.0);
+    assert!((u.mean_all()?.item()? - 0.5).abs() < 0.02);
+    // A fixed seed gives a fixed stream: these values are part of the contract.
+    let mut g = Generator::new(0);
+    let first = g.uniform(2);
+    let mut g2 = Generator::new(0);
+    assert_eq!(first, g2.uniform(2));
+    assert_ne!(Generator::new(1).uniform(2), first);
+    Ok(())
+}
+
+#[test]
+fn casts_follow_pytorch_rules() -> Result<()> {
+    let x = Tensor::from_vec(vec![-1.7f32, -0.5, 0.0, 0.5, 2.9], [5], &cpu())?;
+    assert_eq!(x.to_dtype(DType::I64)?.to_vec::<i64>()?, vec![-1, 0, 0, 0, 2]);
+    assert_eq!(x.to_dtype(DType::Bool)?.to_vec::<bool>()?, vec![true, true, false, true, true]);
+    let big = Tensor::from_vec(vec![(1i64 << 53) + 1], [1], &cpu())?;
+    assert_eq!(big.to_dtype(DType::I32)?.to_vec::<i32>()?, vec![1]); // wraps like PyTorch
+    let b = Tensor::from_vec(vec![true, false], [2], &cpu())?;
+    assert_eq!(b.to_dtype(DType::F32)?.to_vec::<f32>()?, vec![1., 0.]);
+    Ok(())
+}
+
+#[test]
+fn provenance_is_recorded_only_when_needed() -> Result<()> {
+    let x = Tensor::ones([2, 2], DType::F32, &cpu())?;
+    let w = x.with_requires_grad(true)?;
+    assert!(x.add(&x)?.provenance().is_none());
+    let y = w.mul(&x)?.sum_all()?;
+    assert!(y.requires_grad());
+    let node = &y.provenance().expect("recorded").node;
+    assert_eq!(node.op.name(), "sum");
+    assert_eq!(node.inputs[0].provenance().unwrap().node.op, Op::Binary(BinaryOp::Mul));
+    {
+        let _g = no_grad();
+        assert!(w.mul(&x)?.provenance().is_none());
+        assert!(!w.mul(&x)?.requires_grad());
+    }
+    // Integer results never require grad.
+    assert!(!w.argmax(0, false)?.requires_grad());
+    // Multi-output ops share one node.
+    let img = Tensor::ones([1, 1, 4, 4], DType::F32, &cpu())?.with_requires_grad(true)?;
+    let (v, i) = img.max_pool2d_with_indices(&MaxPool2dParams::new(2))?;
+    assert!(v.provenance().is_some());
+    assert!(i.provenance().is_none());
+    assert!(Tensor::ones([2], DType::I64, &cpu())?.with_requires_grad(true).is_err());
+    Ok(())
+}
+
+#[test]
+fn tracing_records_everything_and_rejects_host_reads() -> Result<()> {
+    let x = Tensor::ones([3], DType::F32, &cpu())?;
+    let _trace = start_trace();
+    let y = x.exp()?.add_scalar(1.0)?;
+    let p = y.provenance().expect("trace records without requires_grad");
+    assert_eq!(p.node.op, Op::BinaryScalar { op: BinaryOp::Add, scalar: 1.0 });
+    let err = y.to_vec::<f32>().unwrap_err();
+    assert!(err.to_string().contains("to_vec") && err.to_string().contains("trace"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn thread_count_can_be_changed_and_results_do_not_depend_on_it() -> Result<()> {
+    manual_seed(3);
+    let a = Tensor::randn([300, 200], DType::F32, &cpu())?;
+    let b = Tensor::randn([200, 100], DType::F32, &cpu())?;
+    let before = num_threads();
+    set_num_threads(1);
+    assert_eq!(num_threads(), 1);
+    let one = (a.matmul(&b)?.to_vec::<f32>()?, a.exp()?.sum_all()?.item()?);
+    set_num_threads(2);
+    let two = (a.matmul(&b)?.to_vec::<f32>()?, a.exp()?.sum_all()?.item()?);
+    set_num_threads(before);
+    assert_eq!(one.1, two.1, "reductions use a fixed blocking, independent of threads");
+    for (x, y) in one.0.iter().zip(&two.0) {
+        assert!((x - y).abs() <= 1e-4 * x.abs().max(1.0));
+    }
+    Ok(())
+}
+
+#[test]
+fn large_parallel_paths_match_sequential_math() -> Result<()> {
+    // Exercises the parallel element-wise, strided and split-row reduction paths.
+    let n = 1 << 18;
+    let a = Tensor::arange(0.0, n as f64, 1.0, DType::F64, &cpu())?;
+    let s = a.sum_all()?.item()?;
+    assert_eq!(s, (n as f64) * (n as f64 - 1.0) / 2.0);
+    let m = a.reshape([512, 512])?.t()?; // strided
+    let doubled = m.add(&m)?;
+    assert_eq!(doubled.sum(1, false)?.narrow(0, 1, 1)?.item()?, 2.0 * (0..512).map(|r| (r * 512 + 1) as f64).sum::<f64>());
+    Ok(())
+}
