@@ -19,8 +19,13 @@ fn main() -> Result<()> {
 
     // Views share storage: the transpose is a strided view, not a copy.
     let at = a.t()?;
-    println!("a.t()                            -> dims {:?}, strides {:?}, contiguous: {}, shares storage: {}",
-        at.dims(), at.layout().strides(), at.is_contiguous(), at.same_storage(&a));
+    println!(
+        "a.t()                            -> dims {:?}, strides {:?}, contiguous: {}, shares storage: {}",
+        at.dims(),
+        at.layout().strides(),
+        at.is_contiguous(),
+        at.same_storage(&a)
+    );
     let every_other = Tensor::arange(0.0, 10.0, 1.0, DType::I64, &dev)?.slice(0, 1, 10, 2)?;
     println!("arange(10)[1::2]                 -> {:?}", every_other.to_vec::<i64>()?);
 

@@ -15,7 +15,7 @@ impl Tensor {
                 format!("{} elements given for a shape of {} elements", data.len(), shape.numel()),
             ));
         }
-        let storage = device.backend().from_host(data)?;
+        let storage = device.backend().copy_from_host(data)?;
         Ok(Tensor::from_parts(storage, Layout::contiguous(shape), device.clone()))
     }
 
@@ -67,7 +67,10 @@ impl Tensor {
     /// `start, start + step, ...` below `end` (1-d), as `torch.arange`.
     pub fn arange(start: f64, end: f64, step: f64, dtype: DType, device: &Device) -> Result<Tensor> {
         if step == 0.0 || !step.is_finite() || !start.is_finite() || !end.is_finite() {
-            return Err(Error::invalid("arange", format!("start {start}, end {end} and step {step} must be finite, step non-zero")));
+            return Err(Error::invalid(
+                "arange",
+                format!("start {start}, end {end} and step {step} must be finite, step non-zero"),
+            ));
         }
         if (end - start) * step < 0.0 {
             return Err(Error::invalid("arange", format!("step {step} points away from end {end} (start {start})")));
@@ -83,7 +86,15 @@ impl Tensor {
         // Symmetric from both ends, as PyTorch, so the last value is exactly `end`.
         let half = steps / 2;
         let values: Vec<f64> = (0..steps)
-            .map(|i| if steps == 1 { start } else if i < half { start + step * i as f64 } else { end - step * (steps - 1 - i) as f64 })
+            .map(|i| {
+                if steps == 1 {
+                    start
+                } else if i < half {
+                    start + step * i as f64
+                } else {
+                    end - step * (steps - 1 - i) as f64
+                }
+            })
             .collect();
         Self::from_storage(CpuStorage::from_f64s(dtype, &values), [steps], device)
     }

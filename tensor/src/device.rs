@@ -54,10 +54,10 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn execute(&self, op: &Op, inputs: &[OpInput<'_>], outputs: &[TensorMeta]) -> Result<Vec<Storage>>;
 
     /// Uploads host data (row-major) to a new buffer on this device.
-    fn from_host(&self, data: CpuStorage) -> Result<Storage>;
+    fn copy_from_host(&self, data: CpuStorage) -> Result<Storage>;
 
     /// Copies a (possibly strided) view back to the host, row-major.
-    fn to_host(&self, storage: &dyn BackendStorage, layout: &Layout) -> Result<CpuStorage>;
+    fn copy_to_host(&self, storage: &dyn BackendStorage, layout: &Layout) -> Result<CpuStorage>;
 
     /// Waits for queued work; a no-op for synchronous backends.
     fn synchronize(&self) -> Result<()> {

@@ -175,8 +175,6 @@ pub trait Float:
     fn max_nan(self, o: Self) -> Self {
         if self.is_nan() || self > o {
             self
-        } else if o.is_nan() {
-            o
         } else {
             o
         }

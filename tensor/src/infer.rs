@@ -108,7 +108,11 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorMeta]) -> Result<Vec<TensorMeta>> {
                 return Err(Error::UnsupportedDType {
                     op: name,
                     dtype: m.dtype,
-                    msg: if u.supports_int() { "expected a numeric tensor" } else { "expected a floating-point tensor" },
+                    msg: if u.supports_int() {
+                        "expected a numeric tensor"
+                    } else {
+                        "expected a floating-point tensor"
+                    },
                 });
             }
             one(m.shape.clone(), m.dtype)
@@ -134,7 +138,10 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorMeta]) -> Result<Vec<TensorMeta>> {
             if !inputs[0].dtype.is_float() && (scalar.fract() != 0.0 || (*b == BinaryOp::Pow && *scalar < 0.0)) {
                 return Err(Error::invalid(
                     name,
-                    format!("scalar {scalar} is not a non-negative integer; cast the {} tensor to a float dtype first", inputs[0].dtype),
+                    format!(
+                        "scalar {scalar} is not a non-negative integer; cast the {} tensor to a float dtype first",
+                        inputs[0].dtype
+                    ),
                 ));
             }
             one(inputs[0].shape.clone(), inputs[0].dtype)
@@ -170,7 +177,11 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorMeta]) -> Result<Vec<TensorMeta>> {
                 }
                 ReduceOp::Max | ReduceOp::Min => {
                     if dims.iter().any(|&d| m.shape.dims()[d] == 0) {
-                        return Err(Error::shape(name, &[&m.shape], "cannot reduce over a zero-size dim (no identity)"));
+                        return Err(Error::shape(
+                            name,
+                            &[&m.shape],
+                            "cannot reduce over a zero-size dim (no identity)",
+                        ));
                     }
                     m.dtype
                 }
@@ -219,9 +230,9 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorMeta]) -> Result<Vec<TensorMeta>> {
             }
             let ba = Shape::new(&a.shape.dims()[..ra - 2]);
             let bb = Shape::new(&b.shape.dims()[..rb - 2]);
-            let batch = ba.broadcast_with(&bb, name).map_err(|_| {
-                Error::shape(name, &[&a.shape, &b.shape], "batch dimensions do not broadcast")
-            })?;
+            let batch = ba
+                .broadcast_with(&bb, name)
+                .map_err(|_| Error::shape(name, &[&a.shape, &b.shape], "batch dimensions do not broadcast"))?;
             let mut dims = batch.dims().to_vec();
             dims.extend([m, n]);
             one(Shape::from(dims), a.dtype)
@@ -234,7 +245,13 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorMeta]) -> Result<Vec<TensorMeta>> {
             let [n, c, h, wd] = nchw(name, x)?;
             let [o, cg, kh, kw] = match *w.shape.dims() {
                 [a, b, c, d] => [a, b, c, d],
-                _ => return Err(Error::shape(name, &[&x.shape, &w.shape], "weight must be 4-d [out, in/groups, kh, kw]")),
+                _ => {
+                    return Err(Error::shape(
+                        name,
+                        &[&x.shape, &w.shape],
+                        "weight must be 4-d [out, in/groups, kh, kw]",
+                    ))
+                }
             };
             let g = p.groups;
             if g == 0 || c % g != 0 || o % g != 0 || cg * g != c {
@@ -257,7 +274,13 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorMeta]) -> Result<Vec<TensorMeta>> {
             let [n, c, h, wd] = nchw(name, x)?;
             let [ci, og, kh, kw] = match *w.shape.dims() {
                 [a, b, c, d] => [a, b, c, d],
-                _ => return Err(Error::shape(name, &[&x.shape, &w.shape], "weight must be 4-d [in, out/groups, kh, kw]")),
+                _ => {
+                    return Err(Error::shape(
+                        name,
+                        &[&x.shape, &w.shape],
+                        "weight must be 4-d [in, out/groups, kh, kw]",
+                    ))
+                }
             };
             let g = p.groups;
             if g == 0 || ci != c || c % g != 0 {
@@ -276,7 +299,10 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorMeta]) -> Result<Vec<TensorMeta>> {
                     return Err(Error::invalid(name, "stride and dilation must be positive"));
                 }
                 if op_ >= s.max(d) {
-                    return Err(Error::invalid(name, format!("output_padding {op_} must be smaller than stride or dilation")));
+                    return Err(Error::invalid(
+                        name,
+                        format!("output_padding {op_} must be smaller than stride or dilation"),
+                    ));
                 }
                 let k = [kh, kw][i];
                 let inp = [h, wd][i];
@@ -294,7 +320,10 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorMeta]) -> Result<Vec<TensorMeta>> {
             let [n, c, h, w] = nchw(name, &inputs[0])?;
             for i in 0..2 {
                 if p.padding[i] * 2 > p.kernel[i] {
-                    return Err(Error::invalid(name, format!("padding {:?} must be at most half the kernel {:?}", p.padding, p.kernel)));
+                    return Err(Error::invalid(
+                        name,
+                        format!("padding {:?} must be at most half the kernel {:?}", p.padding, p.kernel),
+                    ));
                 }
             }
             let oh = window_out(name, h, p.kernel[0], p.stride[0], p.padding[0], p.dilation[0], p.ceil_mode)?;
@@ -308,7 +337,10 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorMeta]) -> Result<Vec<TensorMeta>> {
             let [n, c, h, w] = nchw(name, &inputs[0])?;
             for i in 0..2 {
                 if p.padding[i] * 2 > p.kernel[i] {
-                    return Err(Error::invalid(name, format!("padding {:?} must be at most half the kernel {:?}", p.padding, p.kernel)));
+                    return Err(Error::invalid(
+                        name,
+                        format!("padding {:?} must be at most half the kernel {:?}", p.padding, p.kernel),
+                    ));
                 }
             }
             let oh = window_out(name, h, p.kernel[0], p.stride[0], p.padding[0], 1, p.ceil_mode)?;
@@ -320,7 +352,11 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorMeta]) -> Result<Vec<TensorMeta>> {
             float_only(name, &inputs[0])?;
             let [n, c, h, w] = nchw(name, &inputs[0])?;
             if output[0] == 0 || output[1] == 0 || h == 0 || w == 0 {
-                return Err(Error::shape(name, &[&inputs[0].shape], format!("output size {output:?} and input H, W must be positive")));
+                return Err(Error::shape(
+                    name,
+                    &[&inputs[0].shape],
+                    format!("output size {output:?} and input H, W must be positive"),
+                ));
             }
             one(Shape::new(&[n, c, output[0], output[1]]), inputs[0].dtype)
         }
@@ -365,7 +401,11 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorMeta]) -> Result<Vec<TensorMeta>> {
             let ok = idx.shape.rank() == x.shape.rank()
                 && idx.shape.dims().iter().zip(x.shape.dims()).enumerate().all(|(i, (a, b))| i == *dim || a <= b);
             if !ok {
-                return Err(Error::shape(name, &[&x.shape, &idx.shape], format!("index must have the input's rank and no larger size outside dim {dim}")));
+                return Err(Error::shape(
+                    name,
+                    &[&x.shape, &idx.shape],
+                    format!("index must have the input's rank and no larger size outside dim {dim}"),
+                ));
             }
             one(idx.shape.clone(), x.dtype)
         }
@@ -380,10 +420,15 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorMeta]) -> Result<Vec<TensorMeta>> {
             let ok = idx.shape.rank() == r
                 && src.shape.rank() == r
                 && (0..r).all(|i| {
-                    idx.shape.dims()[i] <= src.shape.dims()[i] && (i == *dim || idx.shape.dims()[i] <= x.shape.dims()[i])
+                    idx.shape.dims()[i] <= src.shape.dims()[i]
+                        && (i == *dim || idx.shape.dims()[i] <= x.shape.dims()[i])
                 });
             if !ok {
-                return Err(Error::shape(name, &[&x.shape, &idx.shape, &src.shape], "index must have the same rank, be no larger than src, and no larger than self outside dim"));
+                return Err(Error::shape(
+                    name,
+                    &[&x.shape, &idx.shape, &src.shape],
+                    "index must have the same rank, be no larger than src, and no larger than self outside dim",
+                ));
             }
             one(x.shape.clone(), x.dtype)
         }
@@ -403,7 +448,11 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorMeta]) -> Result<Vec<TensorMeta>> {
             arity(op, inputs, 1..=1)?;
             let m = &inputs[0];
             if pads.len() != m.shape.rank() {
-                return Err(Error::shape(name, &[&m.shape], format!("expected {} (before, after) pairs, got {}", m.shape.rank(), pads.len())));
+                return Err(Error::shape(
+                    name,
+                    &[&m.shape],
+                    format!("expected {} (before, after) pairs, got {}", m.shape.rank(), pads.len()),
+                ));
             }
             let d: Vec<usize> = m.shape.dims().iter().zip(pads).map(|(&d, &(a, b))| d + a + b).collect();
             one(Shape::from(d), m.dtype)
@@ -440,7 +489,10 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorMeta]) -> Result<Vec<TensorMeta>> {
             if *step == 0 || start > end || *end > size {
                 return Err(Error::invalid(
                     name,
-                    format!("range {start}..{end} step {step} is invalid for dim {dim} of size {size} (shape {})", m.shape),
+                    format!(
+                        "range {start}..{end} step {step} is invalid for dim {dim} of size {size} (shape {})",
+                        m.shape
+                    ),
                 ));
             }
             let mut s = m.shape.clone();

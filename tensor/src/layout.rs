@@ -89,7 +89,8 @@ impl Layout {
         let mut view_numel = 1usize;
         for tensor_d in (0..old_d.len()).rev() {
             tensor_numel *= old_d[tensor_d];
-            let end_of_chunk = tensor_d == 0 || (old_d[tensor_d - 1] != 1 && old_s[tensor_d - 1] != tensor_numel * chunk_base_stride);
+            let end_of_chunk =
+                tensor_d == 0 || (old_d[tensor_d - 1] != 1 && old_s[tensor_d - 1] != tensor_numel * chunk_base_stride);
             if end_of_chunk {
                 while view_d >= 0 && (view_numel < tensor_numel || new_d[view_d as usize] == 1) {
                     new_s[view_d as usize] = view_numel * chunk_base_stride;

@@ -223,20 +223,44 @@ impl Default for AvgPool2dParams {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Op {
     Unary(UnaryOp),
-    Clamp { min: Option<f64>, max: Option<f64> },
+    Clamp {
+        min: Option<f64>,
+        max: Option<f64>,
+    },
     Binary(BinaryOp),
     /// `x op scalar`, the scalar converted to x's dtype.
-    BinaryScalar { op: BinaryOp, scalar: f64 },
+    BinaryScalar {
+        op: BinaryOp,
+        scalar: f64,
+    },
     Compare(CmpOp),
     /// Inputs `(cond, on_true, on_false)`, all broadcast.
     Where,
     Cast(DType),
-    Reduce { op: ReduceOp, dims: Vec<usize>, keepdim: bool },
-    Var { dims: Vec<usize>, correction: usize, keepdim: bool },
-    ArgMax { dim: usize, keepdim: bool },
-    ArgMin { dim: usize, keepdim: bool },
-    Softmax { dim: usize },
-    LogSoftmax { dim: usize },
+    Reduce {
+        op: ReduceOp,
+        dims: Vec<usize>,
+        keepdim: bool,
+    },
+    Var {
+        dims: Vec<usize>,
+        correction: usize,
+        keepdim: bool,
+    },
+    ArgMax {
+        dim: usize,
+        keepdim: bool,
+    },
+    ArgMin {
+        dim: usize,
+        keepdim: bool,
+    },
+    Softmax {
+        dim: usize,
+    },
+    LogSoftmax {
+        dim: usize,
+    },
     /// Batched matmul of two tensors of rank >= 2 with broadcast batch dims.
     Matmul,
     /// Inputs `(x, weight)` or `(x, weight, bias)`; x is NCHW.
@@ -245,22 +269,48 @@ pub enum Op {
     /// Two outputs: values and i64 indices into each input H*W plane.
     MaxPool2d(MaxPool2dParams),
     AvgPool2d(AvgPool2dParams),
-    AdaptiveAvgPool2d { output: [usize; 2] },
-    Cat { dim: usize },
+    AdaptiveAvgPool2d {
+        output: [usize; 2],
+    },
+    Cat {
+        dim: usize,
+    },
     /// Inputs `(x, index)`.
-    IndexSelect { dim: usize },
+    IndexSelect {
+        dim: usize,
+    },
     /// Inputs `(x, index)`.
-    Gather { dim: usize },
+    Gather {
+        dim: usize,
+    },
     /// Inputs `(x, index, src)`: `x` with `src` added at `index` along `dim`.
-    ScatterAdd { dim: usize },
-    OneHot { num_classes: usize },
+    ScatterAdd {
+        dim: usize,
+    },
+    OneHot {
+        num_classes: usize,
+    },
     /// Constant padding, `(before, after)` for every dim, outermost first.
-    Pad { pads: Vec<(usize, usize)>, value: f64 },
+    Pad {
+        pads: Vec<(usize, usize)>,
+        value: f64,
+    },
     // Views: they share storage and never reach a backend.
-    Reshape { shape: Vec<usize> },
-    Permute { perm: Vec<usize> },
-    Expand { shape: Vec<usize> },
-    Slice { dim: usize, start: usize, end: usize, step: usize },
+    Reshape {
+        shape: Vec<usize>,
+    },
+    Permute {
+        perm: Vec<usize>,
+    },
+    Expand {
+        shape: Vec<usize>,
+    },
+    Slice {
+        dim: usize,
+        start: usize,
+        end: usize,
+        step: usize,
+    },
     /// A row-major copy (identity on values).
     Contiguous,
     ToDevice(DeviceLocation),

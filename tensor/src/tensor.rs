@@ -182,7 +182,7 @@ impl Tensor {
         if is_tracing() {
             return Err(Error::HostReadDuringTrace { op });
         }
-        self.0.device.backend().to_host(&*self.0.storage, &self.0.layout)
+        self.0.device.backend().copy_to_host(&*self.0.storage, &self.0.layout)
     }
 
     /// Applies a single-output op.
@@ -202,11 +202,7 @@ impl Tensor {
         };
         for t in &inputs[1..] {
             if *t.device() != device {
-                return Err(Error::DeviceMismatch {
-                    op: name,
-                    lhs: device.to_string(),
-                    rhs: t.device().to_string(),
-                });
+                return Err(Error::DeviceMismatch { op: name, lhs: device.to_string(), rhs: t.device().to_string() });
             }
         }
         let metas: Vec<TensorMeta> = inputs.iter().map(|t| t.meta()).collect();
@@ -221,13 +217,22 @@ impl Tensor {
             let op_inputs: Vec<OpInput<'_>> =
                 inputs.iter().map(|t| OpInput { storage: &*t.0.storage, layout: &t.0.layout }).collect();
             let storages = device.backend().execute(&op, &op_inputs, &outs)?;
-            storages.into_iter().zip(&outs).map(|(s, m)| (s, Layout::contiguous(m.shape.clone()), device.clone())).collect()
+            storages
+                .into_iter()
+                .zip(&outs)
+                .map(|(s, m)| (s, Layout::contiguous(m.shape.clone()), device.clone()))
+                .collect()
         };
         Ok(Self::wrap_outputs(op, inputs, outs, results))
     }
 
     /// Builds output tensors and records provenance if needed.
-    fn wrap_outputs(op: Op, inputs: &[&Tensor], outs: Vec<TensorMeta>, results: Vec<(Storage, Layout, Device)>) -> Vec<Tensor> {
+    fn wrap_outputs(
+        op: Op,
+        inputs: &[&Tensor],
+        outs: Vec<TensorMeta>,
+        results: Vec<(Storage, Layout, Device)>,
+    ) -> Vec<Tensor> {
         let grad = is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
         let tracing = is_tracing();
         let node = (grad || tracing).then(|| {
@@ -262,7 +267,7 @@ impl Tensor {
             return Ok(self.clone());
         }
         let host = self.to_host("to_device")?;
-        let storage = device.backend().from_host(host)?;
+        let storage = device.backend().copy_from_host(host)?;
         let meta = self.meta();
         let layout = Layout::contiguous(meta.shape.clone());
         Ok(Self::wrap_outputs(
@@ -280,7 +285,9 @@ fn view_layout(op: &Op, x: &Tensor) -> Result<Layout> {
     Ok(match op {
         Op::Reshape { shape } => {
             let s = Shape::new(shape);
-            l.reshape(&s).ok_or_else(|| Error::invalid("reshape", "strides do not allow a view; make the tensor contiguous first"))?
+            l.reshape(&s).ok_or_else(|| {
+                Error::invalid("reshape", "strides do not allow a view; make the tensor contiguous first")
+            })?
         }
         Op::Permute { perm } => l.permute(perm),
         Op::Expand { shape } => l.broadcast_to(&Shape::new(shape), "expand")?,

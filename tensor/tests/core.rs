@@ -181,6 +181,9 @@ fn large_parallel_paths_match_sequential_math() -> Result<()> {
     assert_eq!(s, (n as f64) * (n as f64 - 1.0) / 2.0);
     let m = a.reshape([512, 512])?.t()?; // strided
     let doubled = m.add(&m)?;
-    assert_eq!(doubled.sum(1, false)?.narrow(0, 1, 1)?.item()?, 2.0 * (0..512).map(|r| (r * 512 + 1) as f64).sum::<f64>());
+    assert_eq!(
+        doubled.sum(1, false)?.narrow(0, 1, 1)?.item()?,
+        2.0 * (0..512).map(|r| (r * 512 + 1) as f64).sum::<f64>()
+    );
     Ok(())
 }

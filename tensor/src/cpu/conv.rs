@@ -1,7 +1,7 @@
 //! 2-d convolution (im2col + gemm) and transposed convolution (gemm + col2im).
 //! f16/bf16 compute in f32, as PyTorch's CPU kernels do.
 
-use super::matmul::{gemm_raw, GemmElem};
+use super::matmul::{gemm_raw, GemmElem, MatRef};
 use super::strided::contiguous;
 use super::threads::{install, num_threads};
 use super::CpuStorage;
@@ -81,7 +81,13 @@ fn over_images<T: Send>(out: &mut [T], img: usize, per_image: impl Fn(usize, &mu
     });
 }
 
-fn conv2d_typed<T: GemmElem + std::ops::Add<Output = T>>(x: &[T], w: &[T], bias: Option<&[T]>, g: Geom, n: usize) -> Vec<T> {
+fn conv2d_typed<T: GemmElem + std::ops::Add<Output = T>>(
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    g: Geom,
+    n: usize,
+) -> Vec<T> {
     let (cg, og) = (g.c / g.groups, g.o / g.groups);
     let (k, l) = (cg * g.kh * g.kw, g.oh * g.ow);
     let pointwise = g.kh == 1 && g.kw == 1 && g.stride == [1, 1] && g.pad == [0, 0];
@@ -102,14 +108,20 @@ fn conv2d_typed<T: GemmElem + std::ops::Add<Output = T>>(x: &[T], w: &[T], bias:
             let wg = &w[grp * og * k..][..og * k];
             let dst = &mut dst[grp * og * l..][..og * l];
             // SAFETY: wg is og x k row-major, rhs is k x l row-major, dst is og x l.
-            unsafe { gemm_raw(dst, wg.as_ptr(), k, 1, rhs.as_ptr(), l, 1, (og, l, k), threads) };
+            unsafe { gemm_raw(dst, MatRef::rows(wg, k), MatRef::rows(rhs, l), (og, l, k), threads) };
         }
         add_bias(dst, bias, g.o, l);
     });
     out
 }
 
-fn conv_t_typed<T: GemmElem + std::ops::Add<Output = T>>(x: &[T], w: &[T], bias: Option<&[T]>, g: Geom, n: usize) -> Vec<T> {
+fn conv_t_typed<T: GemmElem + std::ops::Add<Output = T>>(
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    g: Geom,
+    n: usize,
+) -> Vec<T> {
     // Here g.c = input channels, g.h/g.w = input size, g.o/g.oh/g.ow = output.
     let (cg, og) = (g.c / g.groups, g.o / g.groups);
     let (rows, l_in, l_out) = (og * g.kh * g.kw, g.h * g.w, g.oh * g.ow);
@@ -121,11 +133,12 @@ fn conv_t_typed<T: GemmElem + std::ops::Add<Output = T>>(x: &[T], w: &[T], bias:
         let xi = &x[i * g.c * l_in..][..g.c * l_in];
         let mut col = vec![T::zero(); rows * l_in];
         for grp in 0..g.groups {
-            let wg = &w[grp * cg * rows..][..cg * rows]; // [cg, og*kh*kw]
-            let xg = &xi[grp * cg * l_in..][..cg * l_in]; // [cg, h*w]
-            // col = wg^T @ xg: read wg transposed through its strides.
-            // SAFETY: wg^T is rows x cg with row stride 1 and column stride rows; xg is cg x l_in.
-            unsafe { gemm_raw(&mut col, wg.as_ptr(), 1, rows, xg.as_ptr(), l_in, 1, (rows, l_in, cg), threads) };
+            // wg is [cg, og*kh*kw], xg is [cg, h*w]; col = wg^T @ xg reads wg transposed through its strides.
+            let wg = &w[grp * cg * rows..][..cg * rows];
+            let xg = &xi[grp * cg * l_in..][..cg * l_in];
+            let wt = MatRef { ptr: wg.as_ptr(), rs: 1, cs: rows };
+            // SAFETY: wt is rows x cg inside wg (row stride 1, column stride rows); xg is cg x l_in; col is rows x l_in.
+            unsafe { gemm_raw(&mut col, wt, MatRef::rows(xg, l_in), (rows, l_in, cg), threads) };
             let dst = &mut dst[grp * og * l_out..][..og * l_out];
             for o in 0..og {
                 let plane = &mut dst[o * l_out..][..l_out];
@@ -202,7 +215,9 @@ fn run(
         CpuStorage::F64(_) => native!(F64, f64k),
         CpuStorage::F16(_) => via_f32!(F16, f16),
         CpuStorage::BF16(_) => via_f32!(BF16, bf16),
-        other => return Err(Error::UnsupportedDType { op, dtype: other.dtype(), msg: "expected a floating-point tensor" }),
+        other => {
+            return Err(Error::UnsupportedDType { op, dtype: other.dtype(), msg: "expected a floating-point tensor" })
+        }
     })
 }
 

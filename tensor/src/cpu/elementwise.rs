@@ -136,7 +136,11 @@ macro_rules! int_pow {
             if x == (1 as $t) {
                 1 as $t
             } else if x == (0 as $t).wrapping_sub(1 as $t) {
-                if (y as i64) % 2 == 0 { 1 as $t } else { x }
+                if (y as i64) % 2 == 0 {
+                    1 as $t
+                } else {
+                    x
+                }
             } else {
                 0 as $t
             }

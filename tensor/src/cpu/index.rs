@@ -126,7 +126,14 @@ pub(crate) fn scatter_add(
         }
         pairs.push((xo, so));
     }
-    fn go<T: WithDType>(x: &[T], lx: &Layout, s: &[T], ls: &Layout, pairs: &[(usize, usize)], add: impl Fn(T, T) -> T) -> Vec<T> {
+    fn go<T: WithDType>(
+        x: &[T],
+        lx: &Layout,
+        s: &[T],
+        ls: &Layout,
+        pairs: &[(usize, usize)],
+        add: impl Fn(T, T) -> T,
+    ) -> Vec<T> {
         let mut out = contiguous(x, lx).into_owned();
         let s = contiguous(s, ls);
         for &(xo, so) in pairs {

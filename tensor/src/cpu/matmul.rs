@@ -23,6 +23,15 @@ pub(crate) struct MatmulPlan {
 }
 
 impl MatmulPlan {
+    /// The left operand of the batch starting at `offset`.
+    fn lhs<T>(&self, a: &[T], offset: usize) -> MatRef<T> {
+        MatRef { ptr: a[offset..].as_ptr(), rs: self.a_rs, cs: self.a_cs }
+    }
+
+    fn rhs<T>(&self, b: &[T], offset: usize) -> MatRef<T> {
+        MatRef { ptr: b[offset..].as_ptr(), rs: self.b_rs, cs: self.b_cs }
+    }
+
     pub(crate) fn new(la: &Layout, lb: &Layout, out: &Shape) -> Result<Self> {
         let (ra, rb, ro) = (la.shape().rank(), lb.shape().rank(), out.rank());
         let (m, k) = (la.dims()[ra - 2], la.dims()[ra - 1]);
@@ -66,6 +75,21 @@ impl GemmElem for f32 {}
 impl GemmElem for f64 {}
 impl GemmElem for f16 {}
 
+/// A strided matrix operand: first element, row stride, column stride.
+#[derive(Clone, Copy)]
+pub(crate) struct MatRef<T> {
+    pub ptr: *const T,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<T> MatRef<T> {
+    /// Row-major matrix with `cols` columns starting at `s[0]`.
+    pub(crate) fn rows(s: &[T], cols: usize) -> Self {
+        MatRef { ptr: s.as_ptr(), rs: cols, cs: 1 }
+    }
+}
+
 /// `dst (m x n, row-major, contiguous) = a (m x k) @ b (k x n)` with arbitrary strides.
 /// `threads > 1` lets gemm split the product across the kernel pool.
 ///
@@ -74,12 +98,8 @@ impl GemmElem for f16 {}
 /// given sizes and strides is in bounds; `dst` must have `m * n` elements.
 pub(crate) unsafe fn gemm_raw<T: GemmElem>(
     dst: &mut [T],
-    a: *const T,
-    a_rs: usize,
-    a_cs: usize,
-    b: *const T,
-    b_rs: usize,
-    b_cs: usize,
+    a: MatRef<T>,
+    b: MatRef<T>,
     (m, n, k): (usize, usize, usize),
     threads: usize,
 ) {
@@ -106,12 +126,12 @@ pub(crate) unsafe fn gemm_raw<T: GemmElem>(
             1,
             n as isize,
             false,
-            a,
-            a_cs as isize,
-            a_rs as isize,
-            b,
-            b_cs as isize,
-            b_rs as isize,
+            a.ptr,
+            a.cs as isize,
+            a.rs as isize,
+            b.ptr,
+            b.cs as isize,
+            b.rs as isize,
             T::zero(),
             T::one(),
             false,
@@ -132,9 +152,7 @@ fn matmul_gemm<T: GemmElem>(a: &[T], b: &[T], plan: &MatmulPlan) -> Vec<T> {
     let one = |(dst, &(oa, ob)): (&mut [T], &(usize, usize))| {
         // SAFETY: the plan's offsets and strides come from layouts validated
         // against these storages, so every addressed element is in bounds.
-        unsafe {
-            gemm_raw(dst, a.as_ptr().add(oa), plan.a_rs, plan.a_cs, b.as_ptr().add(ob), plan.b_rs, plan.b_cs, (m, n, k), 1)
-        }
+        unsafe { gemm_raw(dst, plan.lhs(a, oa), plan.rhs(b, ob), (m, n, k), 1) }
     };
     let batches = plan.offsets.len();
     if batches >= threads && batches > 1 && m * n * k >= 4096 {
@@ -143,19 +161,7 @@ fn matmul_gemm<T: GemmElem>(a: &[T], b: &[T], plan: &MatmulPlan) -> Vec<T> {
         install(|| {
             for (dst, &(oa, ob)) in out.chunks_mut(m * n).zip(plan.offsets.iter()) {
                 // SAFETY: as above.
-                unsafe {
-                    gemm_raw(
-                        dst,
-                        a.as_ptr().add(oa),
-                        plan.a_rs,
-                        plan.a_cs,
-                        b.as_ptr().add(ob),
-                        plan.b_rs,
-                        plan.b_cs,
-                        (m, n, k),
-                        threads,
-                    )
-                }
+                unsafe { gemm_raw(dst, plan.lhs(a, oa), plan.rhs(b, ob), (m, n, k), threads) }
             }
         });
     }

@@ -86,11 +86,11 @@ impl Backend for CpuBackend {
         }
     }
 
-    fn from_host(&self, data: CpuStorage) -> Result<Storage> {
+    fn copy_from_host(&self, data: CpuStorage) -> Result<Storage> {
         Ok(Arc::new(data))
     }
 
-    fn to_host(&self, storage: &dyn BackendStorage, layout: &Layout) -> Result<CpuStorage> {
+    fn copy_to_host(&self, storage: &dyn BackendStorage, layout: &Layout) -> Result<CpuStorage> {
         let s = cpu(storage)?;
         if layout.offset() == 0 && layout.is_contiguous() && layout.numel() == s.len() {
             return Ok(s.clone());
@@ -98,4 +98,3 @@ impl Backend for CpuBackend {
         Ok(elementwise::cast(s, layout, s.dtype()))
     }
 }
-

@@ -31,7 +31,12 @@ fn dims4(s: &Shape) -> [usize; 4] {
     [d[0], d[1], d[2], d[3]]
 }
 
-pub(crate) fn max_pool2d(s: &CpuStorage, l: &Layout, p: &MaxPool2dParams, out: &Shape) -> Result<(CpuStorage, CpuStorage)> {
+pub(crate) fn max_pool2d(
+    s: &CpuStorage,
+    l: &Layout,
+    p: &MaxPool2dParams,
+    out: &Shape,
+) -> Result<(CpuStorage, CpuStorage)> {
     fn go<T: FloatDType>(v: &[T], l: &Layout, p: &MaxPool2dParams, out: &Shape) -> (Vec<T>, Vec<i64>) {
         let x = contiguous(v, l);
         let [_, _, h, w] = dims4(l.shape());
@@ -83,7 +88,13 @@ pub(crate) fn max_pool2d(s: &CpuStorage, l: &Layout, p: &MaxPool2dParams, out: &
         CpuStorage::F64(v) => arm!(F64, v),
         CpuStorage::F16(v) => arm!(F16, v),
         CpuStorage::BF16(v) => arm!(BF16, v),
-        other => return Err(Error::UnsupportedDType { op: "max_pool2d", dtype: other.dtype(), msg: "expected a floating-point tensor" }),
+        other => {
+            return Err(Error::UnsupportedDType {
+                op: "max_pool2d",
+                dtype: other.dtype(),
+                msg: "expected a floating-point tensor",
+            })
+        }
     })
 }
 
@@ -126,7 +137,13 @@ pub(crate) fn avg_pool2d(s: &CpuStorage, l: &Layout, p: &AvgPool2dParams, out: &
         CpuStorage::F64(v) => CpuStorage::F64(go(v, l, p, out)),
         CpuStorage::F16(v) => CpuStorage::F16(go(v, l, p, out)),
         CpuStorage::BF16(v) => CpuStorage::BF16(go(v, l, p, out)),
-        other => return Err(Error::UnsupportedDType { op: "avg_pool2d", dtype: other.dtype(), msg: "expected a floating-point tensor" }),
+        other => {
+            return Err(Error::UnsupportedDType {
+                op: "avg_pool2d",
+                dtype: other.dtype(),
+                msg: "expected a floating-point tensor",
+            })
+        }
     })
 }
 
@@ -158,6 +175,12 @@ pub(crate) fn adaptive_avg_pool2d(s: &CpuStorage, l: &Layout, out: &Shape) -> Re
         CpuStorage::F64(v) => CpuStorage::F64(go(v, l, out)),
         CpuStorage::F16(v) => CpuStorage::F16(go(v, l, out)),
         CpuStorage::BF16(v) => CpuStorage::BF16(go(v, l, out)),
-        other => return Err(Error::UnsupportedDType { op: "adaptive_avg_pool2d", dtype: other.dtype(), msg: "expected a floating-point tensor" }),
+        other => {
+            return Err(Error::UnsupportedDType {
+                op: "adaptive_avg_pool2d",
+                dtype: other.dtype(),
+                msg: "expected a floating-point tensor",
+            })
+        }
     })
 }

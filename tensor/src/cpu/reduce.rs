@@ -75,7 +75,7 @@ fn sum_acc<T: FloatDType>(x: &[T]) -> T::Acc {
     while w > 1 {
         w /= 2;
         for i in 0..w {
-            acc[i] = acc[i] + acc[i + w];
+            acc[i] += acc[i + w];
         }
     }
     acc[0] + tail
@@ -161,7 +161,11 @@ fn reduce_int<T: WithDType>(op: ReduceOp, v: &[T], l: &Layout, dims: &[usize]) -
             T::into_storage(per_row(&data, rows, rlen, |x: &[T]| extremum(x, max)))
         }
         ReduceOp::Mean | ReduceOp::LogSumExp => {
-            return Err(Error::UnsupportedDType { op: op.name(), dtype: T::DTYPE, msg: "expected a floating-point tensor" })
+            return Err(Error::UnsupportedDType {
+                op: op.name(),
+                dtype: T::DTYPE,
+                msg: "expected a floating-point tensor",
+            })
         }
     })
 }
@@ -196,7 +200,13 @@ pub(crate) fn var(s: &CpuStorage, l: &Layout, dims: &[usize], correction: usize)
         CpuStorage::F64(v) => CpuStorage::F64(go(v, l, dims, correction)),
         CpuStorage::F16(v) => CpuStorage::F16(go(v, l, dims, correction)),
         CpuStorage::BF16(v) => CpuStorage::BF16(go(v, l, dims, correction)),
-        other => return Err(Error::UnsupportedDType { op: "var", dtype: other.dtype(), msg: "expected a floating-point tensor" }),
+        other => {
+            return Err(Error::UnsupportedDType {
+                op: "var",
+                dtype: other.dtype(),
+                msg: "expected a floating-point tensor",
+            })
+        }
     })
 }
 
@@ -274,7 +284,12 @@ pub(crate) fn softmax(s: &CpuStorage, l: &Layout, dim: usize, log: bool) -> Resu
         CpuStorage::F64(v) => CpuStorage::F64(go(v, l, dim, log)),
         CpuStorage::F16(v) => CpuStorage::F16(go(v, l, dim, log)),
         CpuStorage::BF16(v) => CpuStorage::BF16(go(v, l, dim, log)),
-        other => return Err(Error::UnsupportedDType { op: "softmax", dtype: other.dtype(), msg: "expected a floating-point tensor" }),
+        other => {
+            return Err(Error::UnsupportedDType {
+                op: "softmax",
+                dtype: other.dtype(),
+                msg: "expected a floating-point tensor",
+            })
+        }
     })
 }
-

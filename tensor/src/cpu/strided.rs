@@ -25,8 +25,7 @@ impl<const N: usize> Walk<N> {
             if size == 1 {
                 continue;
             }
-            let mergeable = !dims.is_empty()
-                && (0..N).all(|k| layouts[k].strides()[d] == strides[k][0] * dims[0]);
+            let mergeable = !dims.is_empty() && (0..N).all(|k| layouts[k].strides()[d] == strides[k][0] * dims[0]);
             if mergeable {
                 dims[0] *= size;
             } else {
@@ -45,6 +44,8 @@ impl<const N: usize> Walk<N> {
         std::array::from_fn(|k| self.strides[k].last().copied().unwrap_or(1))
     }
 
+    // Indexing by `k` walks several parallel arrays (offsets and per-layout strides).
+    #[allow(clippy::needless_range_loop)]
     /// Calls `f(position, offsets, len)` for every run along the innermost dim
     /// covering logical positions `[start, end)`.
     pub(crate) fn runs(&self, start: usize, end: usize, mut f: impl FnMut(usize, [usize; N], usize)) {

@@ -99,7 +99,11 @@ impl Tensor {
         let fill = Tensor::full((), value, self.dtype(), self.device())?;
         let out = mask.where_cond(&fill, self)?;
         if out.shape() != self.shape() {
-            return Err(crate::Error::shape("masked_fill", &[self.shape(), mask.shape()], "mask must broadcast to the tensor's shape"));
+            return Err(crate::Error::shape(
+                "masked_fill",
+                &[self.shape(), mask.shape()],
+                "mask must broadcast to the tensor's shape",
+            ));
         }
         Ok(out)
     }

@@ -57,7 +57,11 @@ impl Tensor {
         if pads.len() % 2 != 0 || pads.len() / 2 > self.rank() {
             return Err(Error::invalid(
                 "pad",
-                format!("expected an even number of pad amounts, at most 2 per dim, got {} for shape {}", pads.len(), self.shape()),
+                format!(
+                    "expected an even number of pad amounts, at most 2 per dim, got {} for shape {}",
+                    pads.len(),
+                    self.shape()
+                ),
             ));
         }
         let mut x = self.clone();
@@ -69,7 +73,10 @@ impl Tensor {
             let crop_b = (-before).max(0);
             let crop_a = (-after).max(0);
             if crop_b + crop_a > size {
-                return Err(Error::invalid("pad", format!("negative padding {pair:?} removes more than dim {d} of size {size}")));
+                return Err(Error::invalid(
+                    "pad",
+                    format!("negative padding {pair:?} removes more than dim {d} of size {size}"),
+                ));
             }
             if crop_b + crop_a > 0 {
                 x = x.narrow(d, crop_b as usize, (size - crop_b - crop_a) as usize)?;

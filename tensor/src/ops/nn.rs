@@ -45,7 +45,12 @@ impl Tensor {
     }
 
     /// Transposed 2-d convolution, as `F.conv_transpose2d`. `weight` is `[in, out/groups, kh, kw]`.
-    pub fn conv_transpose2d(&self, weight: &Tensor, bias: Option<&Tensor>, params: &ConvTranspose2dParams) -> Result<Tensor> {
+    pub fn conv_transpose2d(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        params: &ConvTranspose2dParams,
+    ) -> Result<Tensor> {
         self.with_batch("conv_transpose2d", |x| match bias {
             Some(b) => Tensor::apply1(Op::ConvTranspose2d(*params), &[x, weight, b]),
             None => Tensor::apply1(Op::ConvTranspose2d(*params), &[x, weight]),

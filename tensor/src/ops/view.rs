@@ -57,7 +57,10 @@ impl Tensor {
         let d = dim.resolve(self.shape(), "narrow")?;
         let size = self.dims()[d];
         if start.checked_add(len).is_none_or(|e| e > size) {
-            return Err(Error::invalid("narrow", format!("start {start} + length {len} exceeds dim {d} of size {size} (shape {})", self.shape())));
+            return Err(Error::invalid(
+                "narrow",
+                format!("start {start} + length {len} exceeds dim {d} of size {size} (shape {})", self.shape()),
+            ));
         }
         if start == 0 && len == size {
             return Ok(self.clone());
@@ -138,7 +141,10 @@ impl Tensor {
     pub fn split_sizes(&self, sizes: &[usize], dim: impl Dim) -> Result<Vec<Tensor>> {
         let d = dim.resolve(self.shape(), "split")?;
         if sizes.iter().sum::<usize>() != self.dims()[d] {
-            return Err(Error::invalid("split", format!("sizes {sizes:?} do not add up to dim {d} of shape {}", self.shape())));
+            return Err(Error::invalid(
+                "split",
+                format!("sizes {sizes:?} do not add up to dim {d} of shape {}", self.shape()),
+            ));
         }
         let mut start = 0;
         sizes
