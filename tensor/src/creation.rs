@@ -41,6 +41,7 @@ impl Tensor {
 
     pub fn full(shape: impl Into<Shape>, value: f64, dtype: DType, device: &Device) -> Result<Tensor> {
         let shape = shape.into();
+        crate::infer::check_size("full", &shape, dtype)?;
         Self::from_storage(CpuStorage::full(dtype, shape.numel(), value), shape, device)
     }
 
@@ -75,13 +76,21 @@ impl Tensor {
         if (end - start) * step < 0.0 {
             return Err(Error::invalid("arange", format!("step {step} points away from end {end} (start {start})")));
         }
-        let n = ((end - start) / step).ceil() as usize;
+        let count = ((end - start) / step).ceil();
+        if count >= (1u64 << 48) as f64 {
+            return Err(Error::invalid(
+                "arange",
+                format!("{count} elements (start {start}, end {end}, step {step}) is too many"),
+            ));
+        }
+        let n = count as usize;
         let values: Vec<f64> = (0..n).map(|i| start + i as f64 * step).collect();
         Self::from_storage(CpuStorage::from_f64s(dtype, &values), [n], device)
     }
 
     /// `steps` evenly spaced values from `start` to `end` inclusive, as `torch.linspace`.
     pub fn linspace(start: f64, end: f64, steps: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+        crate::infer::check_size("linspace", &Shape::new(&[steps]), dtype)?;
         let step = if steps > 1 { (end - start) / (steps - 1) as f64 } else { 0.0 };
         // Symmetric from both ends, as PyTorch, so the last value is exactly `end`.
         let half = steps / 2;
@@ -101,6 +110,7 @@ impl Tensor {
 
     /// The `n x n` identity matrix.
     pub fn eye(n: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+        crate::infer::check_size("eye", &Shape::new(&[n, n]), dtype)?;
         let mut values = vec![0.0; n * n];
         for i in 0..n {
             values[i * n + i] = 1.0;
@@ -111,6 +121,7 @@ impl Tensor {
     /// Samples of U[0, 1) from the default generator (see [`crate::manual_seed`]).
     pub fn rand(shape: impl Into<Shape>, dtype: DType, device: &Device) -> Result<Tensor> {
         let shape = shape.into();
+        crate::infer::check_size("rand", &shape, dtype)?;
         let v = with_global(|g| g.uniform(shape.numel()));
         Self::random(v, shape, dtype, device, "rand")
     }
@@ -118,6 +129,7 @@ impl Tensor {
     /// Samples of N(0, 1) from the default generator (see [`crate::manual_seed`]).
     pub fn randn(shape: impl Into<Shape>, dtype: DType, device: &Device) -> Result<Tensor> {
         let shape = shape.into();
+        crate::infer::check_size("randn", &shape, dtype)?;
         let v = with_global(|g| g.normal(shape.numel()));
         Self::random(v, shape, dtype, device, "randn")
     }
@@ -125,6 +137,7 @@ impl Tensor {
     /// Samples of U[0, 1) from an explicit generator.
     pub fn rand_with(gen: &mut Generator, shape: impl Into<Shape>, dtype: DType, device: &Device) -> Result<Tensor> {
         let shape = shape.into();
+        crate::infer::check_size("rand", &shape, dtype)?;
         let v = gen.uniform(shape.numel());
         Self::random(v, shape, dtype, device, "rand")
     }
@@ -132,11 +145,13 @@ impl Tensor {
     /// Samples of N(0, 1) from an explicit generator.
     pub fn randn_with(gen: &mut Generator, shape: impl Into<Shape>, dtype: DType, device: &Device) -> Result<Tensor> {
         let shape = shape.into();
+        crate::infer::check_size("randn", &shape, dtype)?;
         let v = gen.normal(shape.numel());
         Self::random(v, shape, dtype, device, "randn")
     }
 
     fn random(v: Vec<f64>, shape: Shape, dtype: DType, device: &Device, op: &'static str) -> Result<Tensor> {
+        crate::infer::check_size(op, &shape, dtype)?;
         if !dtype.is_float() {
             return Err(Error::UnsupportedDType { op, dtype, msg: "random values need a floating-point dtype" });
         }

@@ -38,6 +38,9 @@ pub trait BackendStorage: Send + Sync + fmt::Debug + Any {
 /// Shared handle to a backend buffer; views of a tensor share it.
 pub type Storage = Arc<dyn BackendStorage>;
 
+/// The buffers one op execution returns (inline: ops have at most two outputs).
+pub type Storages = smallvec::SmallVec<[Storage; 2]>;
+
 /// One input of an op as a backend sees it: storage plus the view's layout.
 #[derive(Clone, Copy)]
 pub struct OpInput<'a> {
@@ -51,7 +54,7 @@ pub trait Backend: Send + Sync + fmt::Debug {
 
     /// Executes a non-view op. `outputs` are the metas [`Op::infer`] produced;
     /// the returned storages are row-major with exactly those shapes.
-    fn execute(&self, op: &Op, inputs: &[OpInput<'_>], outputs: &[TensorMeta]) -> Result<Vec<Storage>>;
+    fn execute(&self, op: &Op, inputs: &[OpInput<'_>], outputs: &[TensorMeta]) -> Result<Storages>;
 
     /// Uploads host data (row-major) to a new buffer on this device.
     fn copy_from_host(&self, data: CpuStorage) -> Result<Storage>;

@@ -1,37 +1,38 @@
 //! Shape and dtype inference for every [`Op`]: the one place inputs are validated.
 
-use crate::op::{BinaryOp, Op, ReduceOp, TensorMeta};
+use crate::op::{BinaryOp, MetaRef, Metas, Op, ReduceOp, TensorMeta};
 use crate::{DType, Error, Result, Shape};
+use smallvec::smallvec;
 
-fn arity(op: &Op, inputs: &[TensorMeta], n: std::ops::RangeInclusive<usize>) -> Result<()> {
+fn arity(op: &Op, inputs: &[MetaRef<'_>], n: std::ops::RangeInclusive<usize>) -> Result<()> {
     if !n.contains(&inputs.len()) {
         return Err(Error::invalid(op.name(), format!("expected {n:?} inputs, got {}", inputs.len())));
     }
     Ok(())
 }
 
-fn same_dtype(name: &'static str, a: &TensorMeta, b: &TensorMeta) -> Result<()> {
+fn same_dtype(name: &'static str, a: &MetaRef<'_>, b: &MetaRef<'_>) -> Result<()> {
     if a.dtype != b.dtype {
         return Err(Error::DTypeMismatch { op: name, expected: a.dtype, got: b.dtype });
     }
     Ok(())
 }
 
-fn float_only(name: &'static str, m: &TensorMeta) -> Result<()> {
+fn float_only(name: &'static str, m: &MetaRef<'_>) -> Result<()> {
     if !m.dtype.is_float() {
         return Err(Error::UnsupportedDType { op: name, dtype: m.dtype, msg: "expected a floating-point tensor" });
     }
     Ok(())
 }
 
-fn not_bool(name: &'static str, m: &TensorMeta) -> Result<()> {
+fn not_bool(name: &'static str, m: &MetaRef<'_>) -> Result<()> {
     if m.dtype == DType::Bool {
         return Err(Error::UnsupportedDType { op: name, dtype: m.dtype, msg: "not defined for bool tensors" });
     }
     Ok(())
 }
 
-fn index_dtype(name: &'static str, m: &TensorMeta) -> Result<()> {
+fn index_dtype(name: &'static str, m: &MetaRef<'_>) -> Result<()> {
     if !matches!(m.dtype, DType::I64 | DType::I32) {
         return Err(Error::DTypeMismatch { op: name, expected: DType::I64, got: m.dtype });
     }
@@ -90,16 +91,26 @@ pub(crate) fn window_out(
     Ok(out)
 }
 
-fn nchw(name: &'static str, m: &TensorMeta) -> Result<[usize; 4]> {
+fn nchw(name: &'static str, m: &MetaRef<'_>) -> Result<[usize; 4]> {
     match *m.shape.dims() {
         [n, c, h, w] => Ok([n, c, h, w]),
-        _ => Err(Error::shape(name, &[&m.shape], "expected a 4-d NCHW input")),
+        _ => Err(Error::shape(name, &[m.shape], "expected a 4-d NCHW input")),
     }
 }
 
-pub(crate) fn infer(op: &Op, inputs: &[TensorMeta]) -> Result<Vec<TensorMeta>> {
+pub(crate) fn infer(op: &Op, inputs: &[MetaRef<'_>]) -> Result<Metas> {
+    let outs = infer_unchecked(op, inputs)?;
+    if !op.is_view() {
+        for m in &outs {
+            check_size(op.name(), &m.shape, m.dtype)?;
+        }
+    }
+    Ok(outs)
+}
+
+fn infer_unchecked(op: &Op, inputs: &[MetaRef<'_>]) -> Result<Metas> {
     let name = op.name();
-    let one = |shape: Shape, dtype: DType| Ok(vec![TensorMeta::new(shape, dtype)]);
+    let one = |shape: Shape, dtype: DType| Ok(smallvec![TensorMeta::new(shape, dtype)]);
     match op {
         Op::Unary(u) => {
             arity(op, inputs, 1..=1)?;
@@ -115,7 +126,7 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorMeta]) -> Result<Vec<TensorMeta>> {
                     },
                 });
             }
-            one(m.shape.clone(), m.dtype)
+            one(m.shape.to_owned(), m.dtype)
         }
         Op::Clamp { min, max } => {
             arity(op, inputs, 1..=1)?;
@@ -123,14 +134,14 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorMeta]) -> Result<Vec<TensorMeta>> {
             if min.is_none() && max.is_none() {
                 return Err(Error::invalid(name, "at least one of min and max must be given"));
             }
-            one(inputs[0].shape.clone(), inputs[0].dtype)
+            one(inputs[0].shape.to_owned(), inputs[0].dtype)
         }
         Op::Binary(b) => {
             arity(op, inputs, 2..=2)?;
             let (x, y) = (&inputs[0], &inputs[1]);
             same_dtype(name, x, y)?;
             binary_dtype(name, *b, x)?;
-            one(x.shape.broadcast_with(&y.shape, name)?, x.dtype)
+            one(x.shape.broadcast_with(y.shape, name)?, x.dtype)
         }
         Op::BinaryScalar { op: b, scalar } => {
             arity(op, inputs, 1..=1)?;
@@ -144,12 +155,12 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorMeta]) -> Result<Vec<TensorMeta>> {
                     ),
                 ));
             }
-            one(inputs[0].shape.clone(), inputs[0].dtype)
+            one(inputs[0].shape.to_owned(), inputs[0].dtype)
         }
         Op::Compare(_) => {
             arity(op, inputs, 2..=2)?;
             same_dtype(name, &inputs[0], &inputs[1])?;
-            one(inputs[0].shape.broadcast_with(&inputs[1].shape, name)?, DType::Bool)
+            one(inputs[0].shape.broadcast_with(inputs[1].shape, name)?, DType::Bool)
         }
         Op::Where => {
             arity(op, inputs, 3..=3)?;
@@ -158,17 +169,17 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorMeta]) -> Result<Vec<TensorMeta>> {
                 return Err(Error::DTypeMismatch { op: name, expected: DType::Bool, got: c.dtype });
             }
             same_dtype(name, a, b)?;
-            let s = c.shape.broadcast_with(&a.shape, name)?.broadcast_with(&b.shape, name)?;
+            let s = c.shape.broadcast_with(a.shape, name)?.broadcast_with(b.shape, name)?;
             one(s, a.dtype)
         }
         Op::Cast(dt) => {
             arity(op, inputs, 1..=1)?;
-            one(inputs[0].shape.clone(), *dt)
+            one(inputs[0].shape.to_owned(), *dt)
         }
         Op::Reduce { op: r, dims, keepdim } => {
             arity(op, inputs, 1..=1)?;
             let m = &inputs[0];
-            check_dims(name, &m.shape, dims)?;
+            check_dims(name, m.shape, dims)?;
             let dtype = match r {
                 ReduceOp::Sum | ReduceOp::Prod if !m.dtype.is_float() => DType::I64,
                 ReduceOp::Mean | ReduceOp::LogSumExp => {
@@ -177,38 +188,35 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorMeta]) -> Result<Vec<TensorMeta>> {
                 }
                 ReduceOp::Max | ReduceOp::Min => {
                     if dims.iter().any(|&d| m.shape.dims()[d] == 0) {
-                        return Err(Error::shape(
-                            name,
-                            &[&m.shape],
-                            "cannot reduce over a zero-size dim (no identity)",
-                        ));
+                        return Err(Error::shape(name, &[m.shape], "cannot reduce over a zero-size dim (no identity)"));
                     }
                     m.dtype
                 }
                 _ => m.dtype,
             };
-            one(reduced_shape(&m.shape, dims, *keepdim), dtype)
+            one(reduced_shape(m.shape, dims, *keepdim), dtype)
         }
         Op::Var { dims, keepdim, .. } => {
             arity(op, inputs, 1..=1)?;
             float_only(name, &inputs[0])?;
-            check_dims(name, &inputs[0].shape, dims)?;
-            one(reduced_shape(&inputs[0].shape, dims, *keepdim), inputs[0].dtype)
+            check_dims(name, inputs[0].shape, dims)?;
+            one(reduced_shape(inputs[0].shape, dims, *keepdim), inputs[0].dtype)
         }
         Op::ArgMax { dim, keepdim } | Op::ArgMin { dim, keepdim } => {
             arity(op, inputs, 1..=1)?;
             let m = &inputs[0];
-            check_dims(name, &m.shape, &[*dim])?;
+            not_bool(name, m)?;
+            check_dims(name, m.shape, &[*dim])?;
             if m.shape.dims()[*dim] == 0 {
-                return Err(Error::shape(name, &[&m.shape], "cannot take the arg-extremum of a zero-size dim"));
+                return Err(Error::shape(name, &[m.shape], "cannot take the arg-extremum of a zero-size dim"));
             }
-            one(reduced_shape(&m.shape, &[*dim], *keepdim), DType::I64)
+            one(reduced_shape(m.shape, &[*dim], *keepdim), DType::I64)
         }
         Op::Softmax { dim } | Op::LogSoftmax { dim } => {
             arity(op, inputs, 1..=1)?;
             float_only(name, &inputs[0])?;
-            check_dims(name, &inputs[0].shape, &[*dim])?;
-            one(inputs[0].shape.clone(), inputs[0].dtype)
+            check_dims(name, inputs[0].shape, &[*dim])?;
+            one(inputs[0].shape.to_owned(), inputs[0].dtype)
         }
         Op::Matmul => {
             arity(op, inputs, 2..=2)?;
@@ -217,22 +225,18 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorMeta]) -> Result<Vec<TensorMeta>> {
             not_bool(name, a)?;
             let (ra, rb) = (a.shape.rank(), b.shape.rank());
             if ra < 2 || rb < 2 {
-                return Err(Error::shape(name, &[&a.shape, &b.shape], "the matmul op needs rank >= 2 operands"));
+                return Err(Error::shape(name, &[a.shape, b.shape], "the matmul op needs rank >= 2 operands"));
             }
             let (m, k) = (a.shape.dims()[ra - 2], a.shape.dims()[ra - 1]);
             let (k2, n) = (b.shape.dims()[rb - 2], b.shape.dims()[rb - 1]);
             if k != k2 {
-                return Err(Error::shape(
-                    name,
-                    &[&a.shape, &b.shape],
-                    format!("inner dimensions differ ({k} vs {k2})"),
-                ));
+                return Err(Error::shape(name, &[a.shape, b.shape], format!("inner dimensions differ ({k} vs {k2})")));
             }
             let ba = Shape::new(&a.shape.dims()[..ra - 2]);
             let bb = Shape::new(&b.shape.dims()[..rb - 2]);
             let batch = ba
                 .broadcast_with(&bb, name)
-                .map_err(|_| Error::shape(name, &[&a.shape, &b.shape], "batch dimensions do not broadcast"))?;
+                .map_err(|_| Error::shape(name, &[a.shape, b.shape], "batch dimensions do not broadcast"))?;
             let mut dims = batch.dims().to_vec();
             dims.extend([m, n]);
             one(Shape::from(dims), a.dtype)
@@ -246,18 +250,14 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorMeta]) -> Result<Vec<TensorMeta>> {
             let [o, cg, kh, kw] = match *w.shape.dims() {
                 [a, b, c, d] => [a, b, c, d],
                 _ => {
-                    return Err(Error::shape(
-                        name,
-                        &[&x.shape, &w.shape],
-                        "weight must be 4-d [out, in/groups, kh, kw]",
-                    ))
+                    return Err(Error::shape(name, &[x.shape, w.shape], "weight must be 4-d [out, in/groups, kh, kw]"))
                 }
             };
             let g = p.groups;
             if g == 0 || c % g != 0 || o % g != 0 || cg * g != c {
                 return Err(Error::shape(
                     name,
-                    &[&x.shape, &w.shape],
+                    &[x.shape, w.shape],
                     format!("input channels {c} and output channels {o} must be divisible by groups {g}, and weight.shape[1] = in/groups"),
                 ));
             }
@@ -275,22 +275,21 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorMeta]) -> Result<Vec<TensorMeta>> {
             let [ci, og, kh, kw] = match *w.shape.dims() {
                 [a, b, c, d] => [a, b, c, d],
                 _ => {
-                    return Err(Error::shape(
-                        name,
-                        &[&x.shape, &w.shape],
-                        "weight must be 4-d [in, out/groups, kh, kw]",
-                    ))
+                    return Err(Error::shape(name, &[x.shape, w.shape], "weight must be 4-d [in, out/groups, kh, kw]"))
                 }
             };
             let g = p.groups;
             if g == 0 || ci != c || c % g != 0 {
                 return Err(Error::shape(
                     name,
-                    &[&x.shape, &w.shape],
+                    &[x.shape, w.shape],
                     format!("weight.shape[0] must equal input channels {c}, divisible by groups {g}"),
                 ));
             }
             let o = og * g;
+            if kh == 0 || kw == 0 {
+                return Err(Error::shape(name, &[x.shape, w.shape], "kernel size must be positive"));
+            }
             check_bias(name, inputs, o)?;
             let mut out = [0usize; 2];
             for i in 0..2 {
@@ -308,7 +307,7 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorMeta]) -> Result<Vec<TensorMeta>> {
                 let inp = [h, wd][i];
                 let full = (inp.max(1) - 1) * s + d * (k - 1) + op_ + 1;
                 if inp == 0 || full <= 2 * p.padding[i] {
-                    return Err(Error::shape(name, &[&x.shape, &w.shape], "padding leaves an empty output"));
+                    return Err(Error::shape(name, &[x.shape, w.shape], "padding leaves an empty output"));
                 }
                 out[i] = full - 2 * p.padding[i];
             }
@@ -329,7 +328,7 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorMeta]) -> Result<Vec<TensorMeta>> {
             let oh = window_out(name, h, p.kernel[0], p.stride[0], p.padding[0], p.dilation[0], p.ceil_mode)?;
             let ow = window_out(name, w, p.kernel[1], p.stride[1], p.padding[1], p.dilation[1], p.ceil_mode)?;
             let s = Shape::new(&[n, c, oh, ow]);
-            Ok(vec![TensorMeta::new(s.clone(), inputs[0].dtype), TensorMeta::new(s, DType::I64)])
+            Ok(smallvec![TensorMeta::new(s.clone(), inputs[0].dtype), TensorMeta::new(s, DType::I64)])
         }
         Op::AvgPool2d(p) => {
             arity(op, inputs, 1..=1)?;
@@ -354,7 +353,7 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorMeta]) -> Result<Vec<TensorMeta>> {
             if output[0] == 0 || output[1] == 0 || h == 0 || w == 0 {
                 return Err(Error::shape(
                     name,
-                    &[&inputs[0].shape],
+                    &[inputs[0].shape],
                     format!("output size {output:?} and input H, W must be positive"),
                 ));
             }
@@ -365,54 +364,54 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorMeta]) -> Result<Vec<TensorMeta>> {
                 return Err(Error::invalid(name, "expected at least one tensor"));
             }
             let first = &inputs[0];
-            check_dims(name, &first.shape, &[*dim])?;
+            check_dims(name, first.shape, &[*dim])?;
             let mut total = 0;
             for m in inputs {
                 same_dtype(name, first, m)?;
                 let ok = m.shape.rank() == first.shape.rank()
                     && m.shape.dims().iter().zip(first.shape.dims()).enumerate().all(|(i, (a, b))| i == *dim || a == b);
                 if !ok {
-                    let shapes: Vec<&Shape> = inputs.iter().map(|m| &m.shape).collect();
+                    let shapes: Vec<&Shape> = inputs.iter().map(|m| m.shape).collect();
                     return Err(Error::shape(name, &shapes, format!("all tensors must match except in dim {dim}")));
                 }
                 total += m.shape.dims()[*dim];
             }
-            let mut s = first.shape.clone();
+            let mut s = first.shape.to_owned();
             s.dims_mut()[*dim] = total;
             one(s, first.dtype)
         }
         Op::IndexSelect { dim } => {
             arity(op, inputs, 2..=2)?;
             let (x, idx) = (&inputs[0], &inputs[1]);
-            check_dims(name, &x.shape, &[*dim])?;
+            check_dims(name, x.shape, &[*dim])?;
             index_dtype(name, idx)?;
             if idx.shape.rank() > 1 {
-                return Err(Error::shape(name, &[&x.shape, &idx.shape], "index must be 0-d or 1-d"));
+                return Err(Error::shape(name, &[x.shape, idx.shape], "index must be 0-d or 1-d"));
             }
-            let mut s = x.shape.clone();
+            let mut s = x.shape.to_owned();
             s.dims_mut()[*dim] = idx.shape.numel();
             one(s, x.dtype)
         }
         Op::Gather { dim } => {
             arity(op, inputs, 2..=2)?;
             let (x, idx) = (&inputs[0], &inputs[1]);
-            check_dims(name, &x.shape, &[*dim])?;
+            check_dims(name, x.shape, &[*dim])?;
             index_dtype(name, idx)?;
             let ok = idx.shape.rank() == x.shape.rank()
                 && idx.shape.dims().iter().zip(x.shape.dims()).enumerate().all(|(i, (a, b))| i == *dim || a <= b);
             if !ok {
                 return Err(Error::shape(
                     name,
-                    &[&x.shape, &idx.shape],
+                    &[x.shape, idx.shape],
                     format!("index must have the input's rank and no larger size outside dim {dim}"),
                 ));
             }
-            one(idx.shape.clone(), x.dtype)
+            one(idx.shape.to_owned(), x.dtype)
         }
         Op::ScatterAdd { dim } => {
             arity(op, inputs, 3..=3)?;
             let (x, idx, src) = (&inputs[0], &inputs[1], &inputs[2]);
-            check_dims(name, &x.shape, &[*dim])?;
+            check_dims(name, x.shape, &[*dim])?;
             index_dtype(name, idx)?;
             same_dtype(name, x, src)?;
             not_bool(name, x)?;
@@ -426,11 +425,11 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorMeta]) -> Result<Vec<TensorMeta>> {
             if !ok {
                 return Err(Error::shape(
                     name,
-                    &[&x.shape, &idx.shape, &src.shape],
+                    &[x.shape, idx.shape, src.shape],
                     "index must have the same rank, be no larger than src, and no larger than self outside dim",
                 ));
             }
-            one(x.shape.clone(), x.dtype)
+            one(x.shape.to_owned(), x.dtype)
         }
         Op::OneHot { num_classes } => {
             arity(op, inputs, 1..=1)?;
@@ -450,7 +449,7 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorMeta]) -> Result<Vec<TensorMeta>> {
             if pads.len() != m.shape.rank() {
                 return Err(Error::shape(
                     name,
-                    &[&m.shape],
+                    &[m.shape],
                     format!("expected {} (before, after) pairs, got {}", m.shape.rank(), pads.len()),
                 ));
             }
@@ -460,8 +459,8 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorMeta]) -> Result<Vec<TensorMeta>> {
         Op::Reshape { shape } => {
             arity(op, inputs, 1..=1)?;
             let s = Shape::new(shape);
-            if s.numel() != inputs[0].shape.numel() {
-                return Err(Error::shape(name, &[&inputs[0].shape, &s], "element counts differ"));
+            if s.checked_numel() != Some(inputs[0].shape.numel()) {
+                return Err(Error::shape(name, &[inputs[0].shape, &s], "element counts differ"));
             }
             one(s, inputs[0].dtype)
         }
@@ -471,20 +470,22 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorMeta]) -> Result<Vec<TensorMeta>> {
             let r = m.shape.rank();
             let mut seen = vec![false; r];
             if perm.len() != r || perm.iter().any(|&p| p >= r || std::mem::replace(&mut seen[p], true)) {
-                return Err(Error::shape(name, &[&m.shape], format!("{perm:?} is not a permutation of {r} dims")));
+                return Err(Error::shape(name, &[m.shape], format!("{perm:?} is not a permutation of {r} dims")));
             }
             one(Shape::from(perm.iter().map(|&p| m.shape.dims()[p]).collect::<Vec<_>>()), m.dtype)
         }
         Op::Expand { shape } => {
             arity(op, inputs, 1..=1)?;
             let s = Shape::new(shape);
-            crate::Layout::contiguous(inputs[0].shape.clone()).broadcast_to(&s, name)?;
+            s.checked_numel()
+                .ok_or_else(|| Error::shape(name, &[inputs[0].shape, &s], "the number of elements overflows"))?;
+            crate::Layout::contiguous(inputs[0].shape.to_owned()).broadcast_to(&s, name)?;
             one(s, inputs[0].dtype)
         }
         Op::Slice { dim, start, end, step } => {
             arity(op, inputs, 1..=1)?;
             let m = &inputs[0];
-            check_dims(name, &m.shape, &[*dim])?;
+            check_dims(name, m.shape, &[*dim])?;
             let size = m.shape.dims()[*dim];
             if *step == 0 || start > end || *end > size {
                 return Err(Error::invalid(
@@ -495,18 +496,18 @@ pub(crate) fn infer(op: &Op, inputs: &[TensorMeta]) -> Result<Vec<TensorMeta>> {
                     ),
                 ));
             }
-            let mut s = m.shape.clone();
+            let mut s = m.shape.to_owned();
             s.dims_mut()[*dim] = (end - start).div_ceil(*step);
             one(s, m.dtype)
         }
         Op::Contiguous | Op::ToDevice(_) => {
             arity(op, inputs, 1..=1)?;
-            one(inputs[0].shape.clone(), inputs[0].dtype)
+            one(inputs[0].shape.to_owned(), inputs[0].dtype)
         }
     }
 }
 
-fn binary_dtype(name: &'static str, b: BinaryOp, m: &TensorMeta) -> Result<()> {
+fn binary_dtype(name: &'static str, b: BinaryOp, m: &MetaRef<'_>) -> Result<()> {
     not_bool(name, m)?;
     if b.float_only() {
         float_only(name, m)?;
@@ -514,12 +515,20 @@ fn binary_dtype(name: &'static str, b: BinaryOp, m: &TensorMeta) -> Result<()> {
     Ok(())
 }
 
-fn check_bias(name: &'static str, inputs: &[TensorMeta], out_channels: usize) -> Result<()> {
+fn check_bias(name: &'static str, inputs: &[MetaRef<'_>], out_channels: usize) -> Result<()> {
     if let Some(b) = inputs.get(2) {
         same_dtype(name, &inputs[0], b)?;
         if b.shape.dims() != [out_channels] {
-            return Err(Error::shape(name, &[&inputs[1].shape, &b.shape], format!("bias must be [{out_channels}]")));
+            return Err(Error::shape(name, &[inputs[1].shape, b.shape], format!("bias must be [{out_channels}]")));
         }
     }
     Ok(())
+}
+
+/// Rejects shapes whose element count or byte size overflows (they could never be allocated).
+pub(crate) fn check_size(op: &'static str, shape: &Shape, dtype: DType) -> Result<usize> {
+    shape
+        .checked_numel()
+        .filter(|n| n.checked_mul(dtype.size_in_bytes()).is_some_and(|b| b <= isize::MAX as usize))
+        .ok_or_else(|| Error::shape(op, &[shape], "the number of elements overflows"))
 }

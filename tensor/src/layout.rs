@@ -6,11 +6,18 @@ use smallvec::SmallVec;
 
 /// Shape, element strides and starting offset of a tensor view into storage.
 /// Strides are non-negative; a stride of 0 repeats an element (broadcasting).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 pub struct Layout {
     shape: Shape,
     strides: DimVec,
     offset: usize,
+}
+
+impl Clone for Layout {
+    #[inline]
+    fn clone(&self) -> Self {
+        Layout { shape: self.shape.clone(), strides: SmallVec::from_slice(&self.strides), offset: self.offset }
+    }
 }
 
 impl Layout {
@@ -23,7 +30,16 @@ impl Layout {
 
     pub fn new(shape: Shape, strides: DimVec, offset: usize) -> Self {
         debug_assert_eq!(shape.rank(), strides.len());
-        Layout { shape, strides, offset }
+        Layout { shape, strides, offset }.normalized()
+    }
+
+    /// An empty view addresses no element: give it offset 0 so no kernel ever
+    /// indexes past the end of an empty buffer.
+    fn normalized(mut self) -> Self {
+        if self.shape.dims().contains(&0) {
+            self.offset = 0;
+        }
+        self
     }
 
     pub fn shape(&self) -> &Shape {
@@ -57,6 +73,9 @@ impl Layout {
 
     /// The storage range `[offset, offset + numel)` when the layout is contiguous.
     pub fn contiguous_range(&self) -> Option<std::ops::Range<usize>> {
+        if self.numel() == 0 {
+            return Some(0..0);
+        }
         self.is_contiguous().then(|| self.offset..self.offset + self.numel())
     }
 
@@ -72,10 +91,12 @@ impl Layout {
     /// the strides allow it (PyTorch's `view` rule); `None` when a copy is needed.
     pub fn reshape(&self, shape: &Shape) -> Option<Layout> {
         if self.is_contiguous() {
-            return Some(Layout { shape: shape.clone(), strides: shape.contiguous_strides(), offset: self.offset });
+            return Some(
+                Layout { shape: shape.clone(), strides: shape.contiguous_strides(), offset: self.offset }.normalized(),
+            );
         }
         if self.numel() == 0 {
-            return Some(Layout { shape: shape.clone(), strides: shape.contiguous_strides(), offset: self.offset });
+            return Some(Layout { shape: shape.clone(), strides: shape.contiguous_strides(), offset: 0 });
         }
         // Group old dims into contiguous chunks and map new dims onto them
         // (ATen's computeStride).
@@ -110,7 +131,7 @@ impl Layout {
         if view_d != -1 {
             return None;
         }
-        Some(Layout { shape: shape.clone(), strides: new_s, offset: self.offset })
+        Some(Layout { shape: shape.clone(), strides: new_s, offset: self.offset }.normalized())
     }
 
     /// Reorders dims: dim `i` of the result is dim `perm[i]` of `self`.
@@ -142,7 +163,7 @@ impl Layout {
                 ));
             };
         }
-        Ok(Layout { shape: shape.clone(), strides, offset: self.offset })
+        Ok(Layout { shape: shape.clone(), strides, offset: self.offset }.normalized())
     }
 
     /// The elements `start, start + step, ...` below `end` along `dim`.
@@ -152,8 +173,8 @@ impl Layout {
         let len = if end > start { (end - start).div_ceil(step) } else { 0 };
         shape.dims_mut()[dim] = len;
         let mut strides = self.strides.clone();
-        let offset = if len == 0 { self.offset } else { self.offset + start * self.strides[dim] };
+        let offset = self.offset + start * self.strides[dim];
         strides[dim] *= step;
-        Layout { shape, strides, offset }
+        Layout { shape, strides, offset }.normalized()
     }
 }

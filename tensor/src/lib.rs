@@ -37,13 +37,13 @@ mod shape;
 mod tensor;
 
 pub use cpu::{num_threads, set_num_threads, CpuStorage};
-pub use device::{Backend, BackendStorage, Device, DeviceLocation, OpInput, Storage};
+pub use device::{Backend, BackendStorage, Device, DeviceLocation, OpInput, Storage, Storages};
 pub use dtype::{DType, Float, FloatDType, WithDType};
 pub use error::{Error, Result};
 pub use layout::Layout;
 pub use op::{
-    AvgPool2dParams, BinaryOp, CmpOp, Conv2dParams, ConvTranspose2dParams, MaxPool2dParams, Op, ReduceOp, TensorMeta,
-    UnaryOp,
+    AvgPool2dParams, BinaryOp, CmpOp, Conv2dParams, ConvTranspose2dParams, MaxPool2dParams, MetaRef, Metas, Op,
+    ReduceOp, TensorMeta, UnaryOp,
 };
 pub use random::{manual_seed, Generator};
 pub use record::{is_grad_enabled, is_tracing, no_grad, set_grad_enabled, start_trace};

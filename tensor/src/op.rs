@@ -316,6 +316,22 @@ pub enum Op {
     ToDevice(DeviceLocation),
 }
 
+/// Borrowed shape and dtype of an op input (what inference reads).
+#[derive(Clone, Copy, Debug)]
+pub struct MetaRef<'a> {
+    pub shape: &'a Shape,
+    pub dtype: DType,
+}
+
+impl<'a> From<&'a TensorMeta> for MetaRef<'a> {
+    fn from(m: &'a TensorMeta) -> Self {
+        MetaRef { shape: &m.shape, dtype: m.dtype }
+    }
+}
+
+/// Output metadata of one op (inline: ops have at most two outputs).
+pub type Metas = smallvec::SmallVec<[TensorMeta; 2]>;
+
 /// Shape and dtype of a tensor, without data.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TensorMeta {
@@ -389,7 +405,13 @@ impl Op {
     }
 
     /// Validates the inputs and returns the output metadata.
-    pub fn infer(&self, inputs: &[TensorMeta]) -> Result<Vec<TensorMeta>> {
+    pub fn infer(&self, inputs: &[TensorMeta]) -> Result<Metas> {
+        let refs: smallvec::SmallVec<[MetaRef<'_>; 4]> = inputs.iter().map(MetaRef::from).collect();
+        crate::infer::infer(self, &refs)
+    }
+
+    /// [`Op::infer`] over borrowed metadata (no shape copies).
+    pub fn infer_refs(&self, inputs: &[MetaRef<'_>]) -> Result<Metas> {
         crate::infer::infer(self, inputs)
     }
 }

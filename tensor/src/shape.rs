@@ -4,12 +4,22 @@ use crate::{Error, Result};
 use smallvec::SmallVec;
 use std::fmt;
 
-/// Inline storage for dims: tensors of rank <= 6 never allocate for their shape.
-pub type DimVec = SmallVec<[usize; 6]>;
+/// Inline storage for dims: tensors of rank <= 4 never allocate for their shape
+/// (a larger inline size makes every layout copy on the per-op path dearer).
+pub type DimVec = SmallVec<[usize; 4]>;
 
 /// The extent of each dimension of a tensor, outermost first.
-#[derive(Clone, PartialEq, Eq, Hash, Default)]
+#[derive(PartialEq, Eq, Hash, Default)]
 pub struct Shape(DimVec);
+
+// SmallVec's derived clone extends element by element; shapes are cloned on
+// every op, so copy the slice instead.
+impl Clone for Shape {
+    #[inline]
+    fn clone(&self) -> Self {
+        Shape(SmallVec::from_slice(&self.0))
+    }
+}
 
 impl Shape {
     pub fn new(dims: &[usize]) -> Self {
@@ -25,9 +35,15 @@ impl Shape {
     pub fn rank(&self) -> usize {
         self.0.len()
     }
-    /// Number of elements (1 for a 0-d shape).
+    /// Number of elements (1 for a 0-d shape); saturates at `usize::MAX`
+    /// (such a shape can never be allocated; see [`Shape::checked_numel`]).
     pub fn numel(&self) -> usize {
-        self.0.iter().product()
+        self.checked_numel().unwrap_or(usize::MAX)
+    }
+
+    /// Number of elements, or `None` if it overflows `usize`.
+    pub fn checked_numel(&self) -> Option<usize> {
+        self.0.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
     }
     /// Row-major (C-contiguous) strides of this shape.
     pub fn contiguous_strides(&self) -> DimVec {
@@ -44,6 +60,9 @@ impl Shape {
     }
     /// The shape both operands broadcast to, following NumPy/PyTorch rules.
     pub fn broadcast_with(&self, other: &Shape, op: &'static str) -> Result<Shape> {
+        if self == other {
+            return Ok(self.clone());
+        }
         let rank = self.rank().max(other.rank());
         let mut out: DimVec = SmallVec::from_elem(0, rank);
         for i in 0..rank {

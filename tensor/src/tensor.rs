@@ -2,9 +2,10 @@
 //! every op goes through.
 
 use crate::device::{Device, OpInput, Storage};
-use crate::op::{Op, TensorMeta};
+use crate::op::{MetaRef, Metas, Op, TensorMeta};
 use crate::record::{is_grad_enabled, is_tracing};
 use crate::{DType, Error, Layout, Result, Shape, WithDType};
+use smallvec::SmallVec;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -39,6 +40,8 @@ pub struct Node {
     /// Metadata of every output, so consumers need not keep outputs alive.
     pub outputs: Vec<TensorMeta>,
 }
+
+type Outputs = SmallVec<[Tensor; 2]>;
 
 struct Inner {
     id: TensorId,
@@ -187,7 +190,7 @@ impl Tensor {
 
     /// Applies a single-output op.
     pub(crate) fn apply1(op: Op, inputs: &[&Tensor]) -> Result<Tensor> {
-        let mut out = Self::apply(op, inputs)?;
+        let mut out = Self::dispatch(op, inputs)?;
         Ok(out.swap_remove(0))
     }
 
@@ -195,70 +198,44 @@ impl Tensor {
     /// the inputs' device (or compute a view), and record provenance when grad
     /// mode needs it or a trace is active.
     pub fn apply(op: Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
-        let name = op.name();
-        let device = match inputs.first() {
-            Some(t) => t.device().clone(),
-            None => return Err(Error::invalid(name, "op applied to no inputs")),
-        };
-        for t in &inputs[1..] {
-            if *t.device() != device {
-                return Err(Error::DeviceMismatch { op: name, lhs: device.to_string(), rhs: t.device().to_string() });
-            }
-        }
-        let metas: Vec<TensorMeta> = inputs.iter().map(|t| t.meta()).collect();
-        let outs = op.infer(&metas)?;
-
-        let results: Vec<(Storage, Layout, Device)> = if op.is_view() {
-            let x = inputs[0];
-            vec![(x.0.storage.clone(), view_layout(&op, x)?, device)]
-        } else if let Op::ToDevice(loc) = op {
-            return Err(Error::invalid(name, format!("use Tensor::to_device to move to {loc}")));
-        } else {
-            let op_inputs: Vec<OpInput<'_>> =
-                inputs.iter().map(|t| OpInput { storage: &*t.0.storage, layout: &t.0.layout }).collect();
-            let storages = device.backend().execute(&op, &op_inputs, &outs)?;
-            storages
-                .into_iter()
-                .zip(&outs)
-                .map(|(s, m)| (s, Layout::contiguous(m.shape.clone()), device.clone()))
-                .collect()
-        };
-        Ok(Self::wrap_outputs(op, inputs, outs, results))
+        Ok(Self::dispatch(op, inputs)?.into_vec())
     }
 
-    /// Builds output tensors and records provenance if needed.
-    fn wrap_outputs(
-        op: Op,
-        inputs: &[&Tensor],
-        outs: Vec<TensorMeta>,
-        results: Vec<(Storage, Layout, Device)>,
-    ) -> Vec<Tensor> {
-        let grad = is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
-        let tracing = is_tracing();
-        let node = (grad || tracing).then(|| {
-            Arc::new(Node { op, inputs: inputs.iter().map(|t| (*t).clone()).collect(), outputs: outs.clone() })
-        });
-        results
+    /// [`Tensor::apply`] without heap allocation for its bookkeeping: this path
+    /// is the per-op overhead every small op pays.
+    fn dispatch(op: Op, inputs: &[&Tensor]) -> Result<Outputs> {
+        let Some(first) = inputs.first() else {
+            return Err(Error::invalid(op.name(), "op applied to no inputs"));
+        };
+        let device = first.device();
+        for t in &inputs[1..] {
+            if t.device() != device {
+                let (lhs, rhs) = (device.to_string(), t.device().to_string());
+                return Err(Error::DeviceMismatch { op: op.name(), lhs, rhs });
+            }
+        }
+        let metas: SmallVec<[MetaRef<'_>; 3]> =
+            inputs.iter().map(|t| MetaRef { shape: t.shape(), dtype: t.dtype() }).collect();
+        let outs = op.infer_refs(&metas)?;
+        if op.is_view() {
+            let layout = view_layout(&op, first)?;
+            let storage = first.0.storage.clone();
+            let rec = Recording::new(op, inputs, &outs);
+            return Ok(smallvec::smallvec![rec.output(0, storage, layout, device)]);
+        }
+        if let Op::ToDevice(loc) = op {
+            return Err(Error::invalid(op.name(), format!("use Tensor::to_device to move to {loc}")));
+        }
+        let op_inputs: SmallVec<[OpInput<'_>; 3]> =
+            inputs.iter().map(|t| OpInput { storage: &*t.0.storage, layout: &t.0.layout }).collect();
+        let storages = device.backend().execute(&op, &op_inputs, &outs)?;
+        let rec = Recording::new(op, inputs, &outs);
+        Ok(storages
             .into_iter()
-            .zip(&outs)
+            .zip(outs.iter())
             .enumerate()
-            .map(|(i, ((storage, layout, device), meta))| {
-                let requires_grad = grad && meta.dtype.is_float();
-                let provenance = node
-                    .as_ref()
-                    .filter(|_| tracing || requires_grad)
-                    .map(|n| Provenance { node: n.clone(), output: i });
-                Tensor(Arc::new(Inner {
-                    id: TensorId::next(),
-                    dtype: storage.dtype(),
-                    storage,
-                    layout,
-                    device,
-                    requires_grad,
-                    provenance,
-                }))
-            })
-            .collect()
+            .map(|(i, (storage, meta))| rec.output(i, storage, Layout::contiguous(meta.shape.clone()), device))
+            .collect())
     }
 
     /// Moves (copies) the tensor to `device`; a no-op handle clone if it is there already.
@@ -268,15 +245,47 @@ impl Tensor {
         }
         let host = self.to_host("to_device")?;
         let storage = device.backend().copy_from_host(host)?;
-        let meta = self.meta();
-        let layout = Layout::contiguous(meta.shape.clone());
-        Ok(Self::wrap_outputs(
-            Op::ToDevice(device.location()),
-            &[self],
-            vec![meta],
-            vec![(storage, layout, device.clone())],
-        )
-        .swap_remove(0))
+        let layout = Layout::contiguous(self.shape().clone());
+        let outs: Metas = smallvec::smallvec![self.meta()];
+        Ok(Recording::new(Op::ToDevice(device.location()), &[self], &outs).output(0, storage, layout, device))
+    }
+}
+
+/// What an op application records: whether outputs require grad, and the
+/// shared node when grad mode or a trace needs provenance.
+struct Recording {
+    grad: bool,
+    tracing: bool,
+    node: Option<Arc<Node>>,
+}
+
+impl Recording {
+    fn new(op: Op, inputs: &[&Tensor], outs: &Metas) -> Self {
+        let grad = is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
+        let tracing = is_tracing();
+        let node = (grad || tracing).then(|| {
+            Arc::new(Node { op, inputs: inputs.iter().map(|t| (*t).clone()).collect(), outputs: outs.to_vec() })
+        });
+        Recording { grad, tracing, node }
+    }
+
+    /// Output `index` of the op as a tensor.
+    fn output(&self, index: usize, storage: Storage, layout: Layout, device: &Device) -> Tensor {
+        let requires_grad = self.grad && storage.dtype().is_float();
+        let provenance = self
+            .node
+            .as_ref()
+            .filter(|_| self.tracing || requires_grad)
+            .map(|n| Provenance { node: n.clone(), output: index });
+        Tensor(Arc::new(Inner {
+            id: TensorId::next(),
+            dtype: storage.dtype(),
+            storage,
+            layout,
+            device: device.clone(),
+            requires_grad,
+            provenance,
+        }))
     }
 }
 

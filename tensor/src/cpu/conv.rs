@@ -1,7 +1,7 @@
 //! 2-d convolution (im2col + gemm) and transposed convolution (gemm + col2im).
 //! f16/bf16 compute in f32, as PyTorch's CPU kernels do.
 
-use super::matmul::{gemm_raw, GemmElem, MatRef};
+use super::matmul::{gemm_raw, gemm_strided, GemmElem, MatRef};
 use super::strided::contiguous;
 use super::threads::{install, num_threads};
 use super::CpuStorage;
@@ -107,8 +107,14 @@ fn conv2d_typed<T: GemmElem + std::ops::Add<Output = T>>(
             };
             let wg = &w[grp * og * k..][..og * k];
             let dst = &mut dst[grp * og * l..][..og * l];
-            // SAFETY: wg is og x k row-major, rhs is k x l row-major, dst is og x l.
-            unsafe { gemm_raw(dst, MatRef::rows(wg, k), MatRef::rows(rhs, l), (og, l, k), threads) };
+            // Computed as out^T (l x og) = col^T (l x k) @ wg^T (k x og): with few output
+            // channels, pixels as the gemm's rows keep its wide micro-kernel busy. All
+            // three transposes are just strides, and out^T is written straight into NCHW.
+            let col_t = MatRef { ptr: rhs.as_ptr(), rs: 1, cs: l };
+            let w_t = MatRef { ptr: wg.as_ptr(), rs: 1, cs: k };
+            // SAFETY: col_t is l x k inside rhs (k x l), w_t is k x og inside wg (og x k),
+            // and dst (og x l row-major) viewed as l x og has row stride 1, column stride l.
+            unsafe { gemm_strided(dst.as_mut_ptr(), (1, l), col_t, w_t, (l, og, k), threads) };
         }
         add_bias(dst, bias, g.o, l);
     });

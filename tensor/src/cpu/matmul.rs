@@ -90,12 +90,10 @@ impl<T> MatRef<T> {
     }
 }
 
-/// `dst (m x n, row-major, contiguous) = a (m x k) @ b (k x n)` with arbitrary strides.
-/// `threads > 1` lets gemm split the product across the kernel pool.
+/// `dst (m x n) = a (m x k) @ b (k x n)` for a row-major `dst` slice; see [`gemm_strided`].
 ///
 /// # Safety
-/// `a` and `b` must point to buffers in which every element addressed by the
-/// given sizes and strides is in bounds; `dst` must have `m * n` elements.
+/// As [`gemm_strided`]; `dst` must have `m * n` elements.
 pub(crate) unsafe fn gemm_raw<T: GemmElem>(
     dst: &mut [T],
     a: MatRef<T>,
@@ -104,27 +102,42 @@ pub(crate) unsafe fn gemm_raw<T: GemmElem>(
     threads: usize,
 ) {
     debug_assert_eq!(dst.len(), m * n);
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        dst.fill(T::zero());
-        return;
+    // SAFETY: dst is exactly m x n row-major; the operands are the caller's guarantee.
+    unsafe { gemm_strided(dst.as_mut_ptr(), (n, 1), a, b, (m, n, k), threads) }
+}
+
+/// `dst (m x n) = a (m x k) @ b (k x n)`, every matrix with arbitrary strides
+/// (`dst_strides` = (row stride, column stride)). `threads > 1` lets gemm split
+/// the product across the kernel pool.
+///
+/// # Safety
+/// `a`, `b` and `dst` must point to buffers in which every element addressed by
+/// the given sizes and strides is in bounds, and `dst` must not alias them.
+pub(crate) unsafe fn gemm_strided<T: GemmElem>(
+    dst: *mut T,
+    dst_strides: (usize, usize),
+    a: MatRef<T>,
+    b: MatRef<T>,
+    (m, n, k): (usize, usize, usize),
+    threads: usize,
+) {
+    if m == 0 || n == 0 || k == 0 {
+        return; // nothing to add: callers' destination buffers start zeroed
     }
     let par = if threads > 1 && m * n * k >= 48 * 48 * 48 {
         gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the caller guarantees the operand extents; dst is m*n row-major.
+    // SAFETY: the caller guarantees every extent.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
+            dst,
+            dst_strides.1 as isize,
+            dst_strides.0 as isize,
             false,
             a.ptr,
             a.cs as isize,
@@ -145,8 +158,8 @@ pub(crate) unsafe fn gemm_raw<T: GemmElem>(
 fn matmul_gemm<T: GemmElem>(a: &[T], b: &[T], plan: &MatmulPlan) -> Vec<T> {
     let MatmulPlan { m, n, k, .. } = *plan;
     let mut out = vec![T::zero(); plan.offsets.len() * m * n];
-    if out.is_empty() {
-        return out;
+    if out.is_empty() || k == 0 {
+        return out; // an empty inner dim sums nothing; operands are never read
     }
     let threads = num_threads();
     let one = |(dst, &(oa, ob)): (&mut [T], &(usize, usize))| {

@@ -13,9 +13,10 @@ mod threads;
 pub use storage::CpuStorage;
 pub use threads::{num_threads, set_num_threads};
 
-use crate::device::{Backend, BackendStorage, DeviceLocation, OpInput, Storage};
+use crate::device::{Backend, BackendStorage, DeviceLocation, OpInput, Storage, Storages};
 use crate::op::{Op, TensorMeta};
 use crate::{Error, Layout, Result};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// The CPU backend. Stateless; the thread pool is process-wide.
@@ -34,20 +35,27 @@ impl Backend for CpuBackend {
         DeviceLocation::Cpu
     }
 
-    fn execute(&self, op: &Op, inputs: &[OpInput<'_>], outputs: &[TensorMeta]) -> Result<Vec<Storage>> {
+    fn execute(&self, op: &Op, inputs: &[OpInput<'_>], outputs: &[TensorMeta]) -> Result<Storages> {
         let s = |i: usize| cpu(inputs[i].storage);
         let l = |i: usize| inputs[i].layout;
         let out = &outputs[0].shape;
         // Inputs of broadcasting ops, viewed with the output's shape.
-        let bl = |i: usize| l(i).broadcast_to(out, op.name());
-        let one = |r: CpuStorage| -> Result<Vec<Storage>> { Ok(vec![Arc::new(r) as Storage]) };
+        let bl = |i: usize| -> Result<Cow<'_, Layout>> {
+            let li = l(i);
+            if li.shape() == out {
+                Ok(Cow::Borrowed(li))
+            } else {
+                Ok(Cow::Owned(li.broadcast_to(out, op.name())?))
+            }
+        };
+        let one = |r: CpuStorage| -> Result<Storages> { Ok(smallvec::smallvec![Arc::new(r) as Storage]) };
         match op {
             Op::Unary(u) => one(elementwise::unary(*u, s(0)?, l(0))?),
             Op::Clamp { min, max } => one(elementwise::clamp(s(0)?, l(0), *min, *max)?),
-            Op::Binary(b) => one(elementwise::binary(*b, s(0)?, &bl(0)?, s(1)?, &bl(1)?)?),
+            Op::Binary(b) => one(elementwise::binary(*b, s(0)?, &*bl(0)?, s(1)?, &*bl(1)?)?),
             Op::BinaryScalar { op: b, scalar } => one(elementwise::binary_scalar(*b, s(0)?, l(0), *scalar)?),
-            Op::Compare(c) => one(elementwise::compare(*c, s(0)?, &bl(0)?, s(1)?, &bl(1)?)?),
-            Op::Where => one(elementwise::where_cond(s(0)?, &bl(0)?, s(1)?, &bl(1)?, s(2)?, &bl(2)?)?),
+            Op::Compare(c) => one(elementwise::compare(*c, s(0)?, &*bl(0)?, s(1)?, &*bl(1)?)?),
+            Op::Where => one(elementwise::where_cond(s(0)?, &*bl(0)?, s(1)?, &*bl(1)?, s(2)?, &*bl(2)?)?),
             Op::Cast(dt) => one(elementwise::cast(s(0)?, l(0), *dt)),
             Op::Contiguous => one(elementwise::cast(s(0)?, l(0), outputs[0].dtype)),
             Op::Reduce { op: r, dims, .. } => one(reduce::reduce(*r, s(0)?, l(0), dims)?),
@@ -67,7 +75,7 @@ impl Backend for CpuBackend {
             }
             Op::MaxPool2d(p) => {
                 let (v, i) = pool::max_pool2d(s(0)?, l(0), p, out)?;
-                Ok(vec![Arc::new(v) as Storage, Arc::new(i) as Storage])
+                Ok(smallvec::smallvec![Arc::new(v) as Storage, Arc::new(i) as Storage])
             }
             Op::AvgPool2d(p) => one(pool::avg_pool2d(s(0)?, l(0), p, out)?),
             Op::AdaptiveAvgPool2d { .. } => one(pool::adaptive_avg_pool2d(s(0)?, l(0), out)?),

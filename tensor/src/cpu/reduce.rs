@@ -254,20 +254,27 @@ pub(crate) fn softmax(s: &CpuStorage, l: &Layout, dim: usize, log: bool) -> Resu
                 if m == <T::Acc as Float>::NEG_INFINITY {
                     m = <T::Acc as Float>::ZERO; // all -inf: exp gives 0s, then NaN as PyTorch
                 }
-                let mut sum = <T::Acc as Float>::ZERO;
-                for t in tmp.iter_mut() {
-                    *t = *t - m;
-                    sum += t.exp();
-                }
                 if log {
+                    let mut sum = <T::Acc as Float>::ZERO;
+                    for t in tmp.iter_mut() {
+                        *t = *t - m;
+                        sum += t.exp();
+                    }
                     let ls = sum.ln();
                     for (k, t) in tmp.iter().enumerate() {
                         dst[k * inner + i] = T::from_acc(*t - ls);
                     }
                 } else {
+                    for t in tmp.iter_mut() {
+                        *t = (*t - m).exp();
+                    }
+                    let mut sum = <T::Acc as Float>::ZERO;
+                    for t in tmp.iter() {
+                        sum += *t;
+                    }
                     let inv = <T::Acc as Float>::ONE / sum;
                     for (k, t) in tmp.iter().enumerate() {
-                        dst[k * inner + i] = T::from_acc(t.exp() * inv);
+                        dst[k * inner + i] = T::from_acc(*t * inv);
                     }
                 }
             }

@@ -2,7 +2,7 @@
 //! scalar), comparisons, `where`, `masked_fill` and dtype casts.
 
 use crate::op::{BinaryOp, CmpOp, Op, UnaryOp};
-use crate::{DType, Result, Tensor};
+use crate::{DType, Error, Result, Tensor};
 
 macro_rules! unary {
     ($($name:ident => $op:ident, $doc:literal;)*) => {$(
@@ -96,16 +96,18 @@ impl Tensor {
 
     /// `value` where `mask` (bool, broadcast to this shape) is set.
     pub fn masked_fill(&self, mask: &Tensor, value: f64) -> Result<Tensor> {
-        let fill = Tensor::full((), value, self.dtype(), self.device())?;
-        let out = mask.where_cond(&fill, self)?;
-        if out.shape() != self.shape() {
-            return Err(crate::Error::shape(
+        if mask.dtype() != DType::Bool {
+            return Err(Error::DTypeMismatch { op: "masked_fill", expected: DType::Bool, got: mask.dtype() });
+        }
+        if mask.shape().broadcast_with(self.shape(), "masked_fill")? != *self.shape() {
+            return Err(Error::shape(
                 "masked_fill",
                 &[self.shape(), mask.shape()],
                 "mask must broadcast to the tensor's shape",
             ));
         }
-        Ok(out)
+        let fill = Tensor::full((), value, self.dtype(), self.device())?;
+        mask.where_cond(&fill, self)
     }
 
     /// Converts elements to `dtype` (floats to integers truncate toward zero).

@@ -22,6 +22,9 @@ impl Tensor {
             if t.shape() != first.shape() {
                 return Err(Error::shape("stack", &[first.shape(), t.shape()], "all tensors must have the same shape"));
             }
+            if t.dtype() != first.dtype() {
+                return Err(Error::DTypeMismatch { op: "stack", expected: first.dtype(), got: t.dtype() });
+            }
         }
         let parts = tensors.iter().map(|t| t.unsqueeze(d)).collect::<Result<Vec<_>>>()?;
         let refs: Vec<&Tensor> = parts.iter().collect();
@@ -68,10 +71,10 @@ impl Tensor {
         let mut amounts = vec![(0usize, 0usize); self.rank()];
         for (i, pair) in pads.chunks(2).enumerate() {
             let d = self.rank() - 1 - i;
-            let (before, after) = (pair[0], pair[1]);
-            let size = x.dims()[d] as i64;
-            let crop_b = (-before).max(0);
-            let crop_a = (-after).max(0);
+            // i128: negating i64::MIN and adding two crops must not overflow.
+            let (before, after) = (pair[0] as i128, pair[1] as i128);
+            let size = x.dims()[d] as i128;
+            let (crop_b, crop_a) = ((-before).max(0), (-after).max(0));
             if crop_b + crop_a > size {
                 return Err(Error::invalid(
                     "pad",
@@ -81,7 +84,10 @@ impl Tensor {
             if crop_b + crop_a > 0 {
                 x = x.narrow(d, crop_b as usize, (size - crop_b - crop_a) as usize)?;
             }
-            amounts[d] = (before.max(0) as usize, after.max(0) as usize);
+            let grow = |v: i128| {
+                usize::try_from(v.max(0)).map_err(|_| Error::invalid("pad", format!("padding {v} is too large")))
+            };
+            amounts[d] = (grow(before)?, grow(after)?);
         }
         if amounts.iter().all(|&(a, b)| a == 0 && b == 0) {
             return Ok(x);

@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""PyTorch (CPU) counterparts of the criterion benches in benches/tensor_ops.rs.
+
+Usage:
+  /root/venv-ref/bin/python benches/torch_ops.py --threads 2 [--repeats 11] [--block-ms 150]
+                                                  [--only REGEX] [--inference-mode] > torch.tsv
+
+Output: one line per workload, `name<TAB>median_seconds_per_iter`, with the same
+names as the criterion benchmark ids (`<group>/<shape>`). Lines starting with `#`
+are metadata (torch version, threads, per-workload spread and load) and are ignored
+by benches/compare.py.
+
+Timing method (as /work/shared/reference/pytorch_bench.py and, roughly, criterion):
+warm up for --warmup-s seconds, calibrate an iteration count k so a timed block takes
+~--block-ms ms, then time --repeats blocks of k iterations and report the median
+per-iteration time over blocks. Before the timed blocks we wait (up to --max-wait
+seconds, default $BENCH_MAX_WAIT or 30) for other processes to go quiet.
+"""
+import argparse
+import os
+import re
+import sys
+
+ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+ap.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2, as OAR_BENCH_THREADS)")
+ap.add_argument("--repeats", type=int, default=11, help="timed blocks per workload (median over these)")
+ap.add_argument("--block-ms", type=float, default=150.0, help="target duration of one timed block")
+ap.add_argument("--warmup-s", type=float, default=0.5, help="warm-up seconds per workload")
+ap.add_argument("--max-wait", type=float, default=float(os.environ.get("BENCH_MAX_WAIT", "30")),
+                help="max seconds to wait for other processes to go quiet before each workload's timed blocks "
+                     "(default: $BENCH_MAX_WAIT or 30; 0 disables)")
+ap.add_argument("--only", type=str, default="", help="regex; run only workloads whose name matches")
+ap.add_argument("--inference-mode", action="store_true",
+                help="run all ops under torch.inference_mode() (default: plain tensors, requires_grad=False)")
+args = ap.parse_args()
+
+# Thread env vars must be set before torch (and its OpenMP/MKL runtimes) is imported.
+for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[v] = str(args.threads)
+
+import contextlib
+import resource
+import statistics
+import time
+import warnings
+
+warnings.filterwarnings("ignore")
+
+import torch
+import torch.nn.functional as F
+
+torch.set_num_threads(args.threads)
+torch.manual_seed(0)
+
+ONLY = re.compile(args.only) if args.only else None
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _snap():
+    with open("/proc/stat") as f:
+        v = list(map(int, f.readline().split()[1:9]))
+    busy = sum(v) - v[3] - v[4]  # everything but idle+iowait (includes steal)
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return busy / CLK_TCK, r.ru_utime + r.ru_stime, time.perf_counter()
+
+
+def other_load(s0, s1):
+    """Average CPU cores used by *other* processes between two snapshots."""
+    dt = s1[2] - s0[2]
+    if dt <= 0:
+        return 0.0
+    return max(0.0, ((s1[0] - s0[0]) - (s1[1] - s0[1])) / dt)
+
+
+def wait_quiet(threshold=0.15, window=0.5, max_wait=None):
+    max_wait = args.max_wait if max_wait is None else max_wait
+    if max_wait <= 0:
+        return 0.0
+    t_start = time.perf_counter()
+    while True:
+        s0 = _snap()
+        time.sleep(window)
+        if other_load(s0, _snap()) < threshold or time.perf_counter() - t_start > max_wait:
+            return time.perf_counter() - t_start
+
+
+def run_block(block, k):
+    t0 = time.perf_counter()
+    block(k)
+    return time.perf_counter() - t0
+
+
+def bench(block):
+    """block(k) runs the workload k times. Returns (median_s, min_s, max_s, k, mean other load)."""
+    t_end = time.perf_counter() + args.warmup_s
+    n = 0
+    while time.perf_counter() < t_end or n < 3:
+        block(1)
+        n += 1
+    k = 1
+    while True:
+        dt = run_block(block, k)
+        if dt * 1000 >= args.block_ms / 4 or k >= 1 << 24:
+            break
+        k *= 2
+    # A block slowed down by other processes would shrink k; use the best of a few.
+    dt = min([dt] + [run_block(block, k) for _ in range(2)])
+    k = max(1, int(k * (args.block_ms / 1000) / max(dt, 1e-9)))
+    wait_quiet()
+    times, loads = [], []
+    for _ in range(args.repeats):
+        s0 = _snap()
+        times.append(run_block(block, k) / k)
+        loads.append(other_load(s0, _snap()))
+    return statistics.median(times), min(times), max(times), k, statistics.mean(loads)
+
+
+def loop(op):
+    """Turn a zero-argument op into a block function."""
+    def block(k):
+        for _ in range(k):
+            op()
+    return block
+
+
+# ----------------------------------------------------------------- workloads
+# name -> block(k). Names match the criterion ids in benches/tensor_ops.rs.
+WORKLOADS = []
+
+
+def workload(name):
+    def deco(make):
+        WORKLOADS.append((name, make))
+        return make
+    return deco
+
+
+for _n in (256, 512, 1024, 2048):
+    @workload(f"matmul_f32/{_n}x{_n}x{_n}")
+    def _mk(n=_n):
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        return loop(lambda: torch.matmul(a, b))
+
+for _name, _xs, _ws, _pad in (
+    ("in1x3x32x32_w10x3x3x3_p0", (1, 3, 32, 32), (10, 3, 3, 3), 0),
+    ("in64x3x32x32_w10x3x3x3_p0", (64, 3, 32, 32), (10, 3, 3, 3), 0),
+    ("in64x1x28x28_w6x1x5x5_p2", (64, 1, 28, 28), (6, 1, 5, 5), 2),
+    ("in64x6x14x14_w16x6x5x5_p0", (64, 6, 14, 14), (16, 6, 5, 5), 0),
+):
+    @workload(f"conv2d_f32/{_name}")
+    def _mk(xs=_xs, ws=_ws, pad=_pad):
+        x, w, b = torch.randn(*xs), torch.randn(*ws), torch.randn(ws[0])
+        return loop(lambda: F.conv2d(x, w, b, stride=1, padding=pad))
+
+
+@workload("add_f32/1024x1024")
+def _mk():
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    return loop(lambda: torch.add(a, b))
+
+
+@workload("add_f32/1")
+def _mk():
+    # Per-op overhead: the add is inlined in the loop (no lambda call per iteration),
+    # as in the reference script's fixed_bench.
+    a, b = torch.randn(1), torch.randn(1)
+
+    def block(k):
+        for _ in range(k):
+            a + b
+    return block
+
+
+@workload("sum_all_f32/1024x1024")
+def _mk():
+    a = torch.randn(1024, 1024)
+    return loop(lambda: a.sum())
+
+
+@workload("softmax_f32/64x1000_dim1")
+def _mk():
+    s = torch.randn(64, 1000)
+    return loop(lambda: torch.softmax(s, dim=1))
+
+
+def main():
+    print(f"# torch {torch.__version__} threads={torch.get_num_threads()} interop={torch.get_num_interop_threads()} "
+          f"cpu_capability={torch.backends.cpu.get_cpu_capability()} mkldnn={torch.backends.mkldnn.is_available()} "
+          f"inference_mode={args.inference_mode} repeats={args.repeats} block_ms={args.block_ms} "
+          f"python={sys.version.split()[0]}", flush=True)
+    print("# name\tmedian_s_per_iter   (comment lines: min/max over blocks, iters per block, "
+          "mean CPU cores used by other processes)", flush=True)
+    ctx = torch.inference_mode if args.inference_mode else contextlib.nullcontext
+    for name, make in WORKLOADS:
+        if ONLY and not ONLY.search(name):
+            continue
+        with ctx():
+            med, mn, mx, k, load = bench(make())
+        print(f"# {name}: min={mn:.6g}s max={mx:.6g}s iters/block={k} load={load:.2f}", flush=True)
+        print(f"{name}\t{med:.9g}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
