@@ -199,11 +199,15 @@ pub fn exp_f32(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const C1: f32 = 0.693_359_4;
     const C2: f32 = -2.121_944_4e-4;
-    let xc = x.clamp(-87.336_55, 88.722_83);
+    // max/min (not clamp) map NaN into range, so the casts below never see it.
+    #[allow(clippy::manual_clamp)]
+    let xc = x.max(-87.336_55).min(88.722_83);
     // floor() is a libm call on baseline x86-64 (no SSE4.1) and would stop
-    // vectorization; truncate through i32 and correct instead (|v| < 130).
+    // vectorization; truncate through i32 and correct instead.
     let v = xc * LOG2E + 0.5;
-    let t = v as i32 as f32;
+    // SAFETY: |v| < 130 after the clamp, so it fits i32 (saturating `as` casts
+    // would cost several instructions per lane).
+    let t = unsafe { v.to_int_unchecked::<i32>() } as f32;
     let fx = if t > v { t - 1.0 } else { t };
     let r = xc - fx * C1 - fx * C2;
     let z = r * r;
@@ -212,7 +216,8 @@ pub fn exp_f32(x: f32) -> f32 {
         + 0.5;
     let y = p * z + r + 1.0;
     // 2^fx through the exponent bits; fx is in [-126, 128] after the clamp.
-    let n = fx as i32;
+    // SAFETY: fx is an integer in [-126, 128].
+    let n = unsafe { fx.to_int_unchecked::<i32>() };
     let scale = f32::from_bits(((n + 126) as u32) << 23) * 2.0;
     let out = y * scale;
     if x > 88.722_83 {

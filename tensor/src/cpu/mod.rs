@@ -6,6 +6,7 @@ mod index;
 mod matmul;
 mod pool;
 mod reduce;
+mod simd;
 mod storage;
 mod strided;
 mod threads;

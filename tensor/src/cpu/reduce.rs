@@ -2,6 +2,7 @@
 //! softmax / log-softmax. Reduced dims are moved last so every reduction works
 //! on contiguous rows.
 
+use super::simd::vectorized;
 use super::storage::with_storage;
 use super::strided::contiguous;
 use super::threads::{install, PAR_MIN_ELEMS};
@@ -81,6 +82,22 @@ fn sum_acc<T: FloatDType>(x: &[T]) -> T::Acc {
     acc[0] + tail
 }
 
+/// Folds `x` into 8 independent lanes with `fold` (vectorizes where a single
+/// accumulator would serialize on the add latency), then merges the lanes
+/// with `combine`.
+#[inline]
+fn lanes<A: Float>(x: &[A], init: A, fold: impl Fn(A, A) -> A, combine: impl Fn(A, A) -> A) -> A {
+    let mut acc = [init; 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for i in 0..8 {
+            acc[i] = fold(acc[i], c[i]);
+        }
+    }
+    let tail = chunks.remainder().iter().fold(init, |a, &v| fold(a, v));
+    acc.into_iter().fold(tail, combine)
+}
+
 #[inline]
 fn is_nan<T: PartialEq>(x: T) -> bool {
     #[allow(clippy::eq_op)]
@@ -107,10 +124,15 @@ fn reduce_float<T: FloatDType>(op: ReduceOp, v: &[T], l: &Layout, dims: &[usize]
     let (data, rows, rlen) = rows_of(v, l, dims);
     let to = |a: T::Acc| T::from_acc(a);
     match op {
-        ReduceOp::Sum => fold_rows(&data, rows, rlen, sum_acc, |a, b| a + b).into_iter().map(to).collect(),
+        ReduceOp::Sum => {
+            fold_rows(&data, rows, rlen, |x| vectorized(|| sum_acc(x)), |a, b| a + b).into_iter().map(to).collect()
+        }
         ReduceOp::Mean => {
             let n = <T::Acc as Float>::from_usize(rlen);
-            fold_rows(&data, rows, rlen, sum_acc, |a, b| a + b).into_iter().map(|s| to(s / n)).collect()
+            fold_rows(&data, rows, rlen, |x| vectorized(|| sum_acc(x)), |a, b| a + b)
+                .into_iter()
+                .map(|s| to(s / n))
+                .collect()
         }
         ReduceOp::Prod => fold_rows(
             &data,
@@ -244,40 +266,37 @@ pub(crate) fn softmax(s: &CpuStorage, l: &Layout, dim: usize, log: bool) -> Resu
             return out;
         }
         let one_block = |(src, dst): (&[T], &mut [T])| {
-            let mut tmp = vec![<T::Acc as Float>::ZERO; d];
-            for i in 0..inner {
-                let mut m = <T::Acc as Float>::NEG_INFINITY;
-                for (k, t) in tmp.iter_mut().enumerate() {
-                    *t = src[k * inner + i].to_acc();
-                    m = m.max_nan(*t);
-                }
-                if m == <T::Acc as Float>::NEG_INFINITY {
-                    m = <T::Acc as Float>::ZERO; // all -inf: exp gives 0s, then NaN as PyTorch
-                }
-                if log {
-                    let mut sum = <T::Acc as Float>::ZERO;
-                    for t in tmp.iter_mut() {
-                        *t = *t - m;
-                        sum += t.exp();
+            vectorized(|| {
+                let mut tmp = vec![<T::Acc as Float>::ZERO; d];
+                for i in 0..inner {
+                    for (k, t) in tmp.iter_mut().enumerate() {
+                        *t = src[k * inner + i].to_acc();
                     }
-                    let ls = sum.ln();
-                    for (k, t) in tmp.iter().enumerate() {
-                        dst[k * inner + i] = T::from_acc(*t - ls);
+                    let mut m = lanes(&tmp, <T::Acc as Float>::NEG_INFINITY, |a, b| a.max_nan(b), |a, b| a.max_nan(b));
+                    if m == <T::Acc as Float>::NEG_INFINITY {
+                        m = <T::Acc as Float>::ZERO; // all -inf: exp gives 0s, then NaN as PyTorch
                     }
-                } else {
-                    for t in tmp.iter_mut() {
-                        *t = (*t - m).exp();
-                    }
-                    let mut sum = <T::Acc as Float>::ZERO;
-                    for t in tmp.iter() {
-                        sum += *t;
-                    }
-                    let inv = <T::Acc as Float>::ONE / sum;
-                    for (k, t) in tmp.iter().enumerate() {
-                        dst[k * inner + i] = T::from_acc(*t * inv);
+                    if log {
+                        for t in tmp.iter_mut() {
+                            *t = *t - m;
+                        }
+                        let sum = lanes(&tmp, <T::Acc as Float>::ZERO, |a, b| a + b.exp(), |a, b| a + b);
+                        let ls = sum.ln();
+                        for (k, t) in tmp.iter().enumerate() {
+                            dst[k * inner + i] = T::from_acc(*t - ls);
+                        }
+                    } else {
+                        for t in tmp.iter_mut() {
+                            *t = (*t - m).exp();
+                        }
+                        let sum = lanes(&tmp, <T::Acc as Float>::ZERO, |a, b| a + b, |a, b| a + b);
+                        let inv = <T::Acc as Float>::ONE / sum;
+                        for (k, t) in tmp.iter().enumerate() {
+                            dst[k * inner + i] = T::from_acc(*t * inv);
+                        }
                     }
                 }
-            }
+            })
         };
         if data.len() >= PAR_MIN_ELEMS && data.len() > block {
             install(|| data.par_chunks(block).zip(out.par_chunks_mut(block)).for_each(one_block));

@@ -1,11 +1,13 @@
 //! Walking strided (possibly broadcast) views in row-major order, and the
 //! element-wise map helpers every CPU kernel builds on.
 
+use super::simd::vectorized;
 use super::threads::{install, PAR_MIN_ELEMS};
 use crate::shape::DimVec;
 use crate::Layout;
 use rayon::prelude::*;
 use std::borrow::Cow;
+use std::mem::MaybeUninit;
 
 /// A walk over `N` layouts of one logical shape, with adjacent dims merged
 /// wherever every layout allows it (so `[N,C,H,W] + [1,C,1,1]` walks three dims).
@@ -107,14 +109,21 @@ impl<const N: usize> Walk<N> {
 
 const CHUNK: usize = 1 << 14;
 
-/// Fills `out` (row-major over the walk's shape) by calling `fill(chunk, start)`
-/// on chunks, in parallel when the output is large.
-fn fill_chunks<U: Send>(out: &mut [U], fill: impl Fn(&mut [U], usize) + Sync) {
-    if out.len() >= PAR_MIN_ELEMS {
-        install(|| out.par_chunks_mut(CHUNK).enumerate().for_each(|(i, c)| fill(c, i * CHUNK)));
+/// A vector of `n` elements produced by `fill(chunk, start)` over chunks of
+/// uninitialized memory, in parallel when `n` is large (no zero-fill pass).
+/// `fill` must write every element of its chunk.
+fn collect_chunks<U: Send>(n: usize, fill: impl Fn(&mut [MaybeUninit<U>], usize) + Sync) -> Vec<U> {
+    let mut out = Vec::with_capacity(n);
+    let buf = &mut out.spare_capacity_mut()[..n];
+    if n >= PAR_MIN_ELEMS {
+        install(|| buf.par_chunks_mut(CHUNK).enumerate().for_each(|(i, c)| fill(c, i * CHUNK)));
     } else {
-        fill(out, 0);
+        fill(buf, 0);
     }
+    // SAFETY: every caller's `fill` writes each element of the chunk it is given,
+    // and the chunks cover `0..n`.
+    unsafe { out.set_len(n) };
+    out
 }
 
 /// `f` applied to every element of a strided view, row-major.
@@ -128,24 +137,28 @@ where
     if let Some(r) = l.contiguous_range() {
         let s = &src[r];
         if n >= PAR_MIN_ELEMS {
-            let mut out = Vec::with_capacity(n);
-            install(|| s.par_iter().map(|&x| f(x)).collect_into_vec(&mut out));
-            return out;
+            // Chunks with plain inner loops: rayon's per-element collect would not vectorize.
+            return collect_chunks(n, |chunk, start| {
+                let src = &s[start..start + chunk.len()];
+                vectorized(|| {
+                    for (d, &x) in chunk.iter_mut().zip(src) {
+                        d.write(f(x));
+                    }
+                })
+            });
         }
-        return s.iter().map(|&x| f(x)).collect();
+        return vectorized(|| s.iter().map(|&x| f(x)).collect());
     }
     let walk = Walk::new([l]);
     let [st] = walk.inner_strides();
-    let mut out = vec![U::default(); n];
-    fill_chunks(&mut out, |chunk, start| {
+    collect_chunks(n, |chunk, start| {
         walk.runs(start, start + chunk.len(), |pos, [o], len| {
             let dst = &mut chunk[pos - start..pos - start + len];
             for (i, d) in dst.iter_mut().enumerate() {
-                *d = f(src[o + i * st]);
+                d.write(f(src[o + i * st]));
             }
         })
-    });
-    out
+    })
 }
 
 /// `f` applied pairwise; both layouts must already have the output's shape
@@ -160,45 +173,48 @@ where
     if let (Some(ra), Some(rb)) = (la.contiguous_range(), lb.contiguous_range()) {
         let (a, b) = (&a[ra], &b[rb]);
         if n >= PAR_MIN_ELEMS {
-            let mut out = Vec::with_capacity(n);
-            install(|| a.par_iter().zip(b.par_iter()).map(|(&x, &y)| f(x, y)).collect_into_vec(&mut out));
-            return out;
+            return collect_chunks(n, |chunk, start| {
+                let end = start + chunk.len();
+                vectorized(|| {
+                    for ((d, &x), &y) in chunk.iter_mut().zip(&a[start..end]).zip(&b[start..end]) {
+                        d.write(f(x, y));
+                    }
+                })
+            });
         }
-        return a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
+        return vectorized(|| a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect());
     }
     let walk = Walk::new([la, lb]);
     let [sa, sb] = walk.inner_strides();
-    let mut out = vec![U::default(); n];
-    fill_chunks(&mut out, |chunk, start| {
+    collect_chunks(n, |chunk, start| {
         walk.runs(start, start + chunk.len(), |pos, [oa, ob], len| {
             let dst = &mut chunk[pos - start..pos - start + len];
             match (sa, sb) {
                 (1, 1) => {
                     for ((d, &x), &y) in dst.iter_mut().zip(&a[oa..oa + len]).zip(&b[ob..ob + len]) {
-                        *d = f(x, y);
+                        d.write(f(x, y));
                     }
                 }
                 (1, 0) => {
                     let y = b[ob];
                     for (d, &x) in dst.iter_mut().zip(&a[oa..oa + len]) {
-                        *d = f(x, y);
+                        d.write(f(x, y));
                     }
                 }
                 (0, 1) => {
                     let x = a[oa];
                     for (d, &y) in dst.iter_mut().zip(&b[ob..ob + len]) {
-                        *d = f(x, y);
+                        d.write(f(x, y));
                     }
                 }
                 _ => {
                     for (i, d) in dst.iter_mut().enumerate() {
-                        *d = f(a[oa + i * sa], b[ob + i * sb]);
+                        d.write(f(a[oa + i * sa], b[ob + i * sb]));
                     }
                 }
             }
         })
-    });
-    out
+    })
 }
 
 /// Three-input map (for `where`); layouts must already have the output's shape.
@@ -211,15 +227,13 @@ where
 {
     let walk = Walk::new([la, lb, lc]);
     let [sa, sb, sc] = walk.inner_strides();
-    let mut out = vec![U::default(); la.numel()];
-    fill_chunks(&mut out, |chunk, start| {
+    collect_chunks(la.numel(), |chunk, start| {
         walk.runs(start, start + chunk.len(), |pos, [oa, ob, oc], len| {
             for (i, d) in chunk[pos - start..pos - start + len].iter_mut().enumerate() {
-                *d = f(a[oa + i * sa], b[ob + i * sb], c[oc + i * sc]);
+                d.write(f(a[oa + i * sa], b[ob + i * sb], c[oc + i * sc]));
             }
         })
-    });
-    out
+    })
 }
 
 /// A row-major copy of a strided view.
