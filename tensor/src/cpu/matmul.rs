@@ -124,11 +124,9 @@ pub(crate) unsafe fn gemm_strided<T: GemmElem>(
     if m == 0 || n == 0 || k == 0 {
         return; // nothing to add: callers' destination buffers start zeroed
     }
-    let par = if threads > 1 && m * n * k >= 48 * 48 * 48 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
+    // Below ~1M multiply-adds, splitting across threads costs more than it saves.
+    let par =
+        if threads > 1 && m * n * k >= 1 << 20 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
     // SAFETY: the caller guarantees every extent.
     unsafe {
         gemm::gemm(

@@ -57,14 +57,16 @@ fn fold_rows<T: Sync, A: Send + Copy>(
     per_row(data, rows, rlen, fold)
 }
 
-/// Sum in the accumulator type with 16 independent lanes (vectorizes, and is
-/// more accurate than a sequential sum).
+/// Sum in the accumulator type with 64 independent lanes: several vector
+/// accumulators hide the add latency, and the blocked order is more accurate
+/// than a sequential sum.
 #[inline]
 fn sum_acc<T: FloatDType>(x: &[T]) -> T::Acc {
-    let mut acc = [<T::Acc as Float>::ZERO; 16];
-    let mut chunks = x.chunks_exact(16);
+    const LANES: usize = 64;
+    let mut acc = [<T::Acc as Float>::ZERO; LANES];
+    let mut chunks = x.chunks_exact(LANES);
     for c in &mut chunks {
-        for i in 0..16 {
+        for i in 0..LANES {
             acc[i] += c[i].to_acc();
         }
     }
@@ -72,7 +74,7 @@ fn sum_acc<T: FloatDType>(x: &[T]) -> T::Acc {
     for &v in chunks.remainder() {
         tail += v.to_acc();
     }
-    let mut w = 16;
+    let mut w = LANES;
     while w > 1 {
         w /= 2;
         for i in 0..w {
@@ -269,8 +271,12 @@ pub(crate) fn softmax(s: &CpuStorage, l: &Layout, dim: usize, log: bool) -> Resu
             vectorized(|| {
                 let mut tmp = vec![<T::Acc as Float>::ZERO; d];
                 for i in 0..inner {
-                    for (k, t) in tmp.iter_mut().enumerate() {
-                        *t = src[k * inner + i].to_acc();
+                    // Iterators, not indexing: bounds checks would stop vectorization
+                    // (and a softmax over the last dim reads plain rows).
+                    if inner == 1 {
+                        tmp.iter_mut().zip(src).for_each(|(t, s)| *t = s.to_acc());
+                    } else {
+                        tmp.iter_mut().zip(src.iter().skip(i).step_by(inner)).for_each(|(t, s)| *t = s.to_acc());
                     }
                     let mut m = lanes(&tmp, <T::Acc as Float>::NEG_INFINITY, |a, b| a.max_nan(b), |a, b| a.max_nan(b));
                     if m == <T::Acc as Float>::NEG_INFINITY {
@@ -282,8 +288,8 @@ pub(crate) fn softmax(s: &CpuStorage, l: &Layout, dim: usize, log: bool) -> Resu
                         }
                         let sum = lanes(&tmp, <T::Acc as Float>::ZERO, |a, b| a + b.exp(), |a, b| a + b);
                         let ls = sum.ln();
-                        for (k, t) in tmp.iter().enumerate() {
-                            dst[k * inner + i] = T::from_acc(*t - ls);
+                        for t in tmp.iter_mut() {
+                            *t = *t - ls;
                         }
                     } else {
                         for t in tmp.iter_mut() {
@@ -291,9 +297,14 @@ pub(crate) fn softmax(s: &CpuStorage, l: &Layout, dim: usize, log: bool) -> Resu
                         }
                         let sum = lanes(&tmp, <T::Acc as Float>::ZERO, |a, b| a + b, |a, b| a + b);
                         let inv = <T::Acc as Float>::ONE / sum;
-                        for (k, t) in tmp.iter().enumerate() {
-                            dst[k * inner + i] = T::from_acc(*t * inv);
+                        for t in tmp.iter_mut() {
+                            *t = *t * inv;
                         }
+                    }
+                    if inner == 1 {
+                        dst.iter_mut().zip(&tmp).for_each(|(d, t)| *d = T::from_acc(*t));
+                    } else {
+                        dst.iter_mut().skip(i).step_by(inner).zip(&tmp).for_each(|(d, t)| *d = T::from_acc(*t));
                     }
                 }
             })
