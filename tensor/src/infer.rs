@@ -315,36 +315,12 @@ fn infer_unchecked(op: &Op, inputs: &[MetaRef<'_>]) -> Result<Metas> {
         }
         Op::MaxPool2d(p) => {
             arity(op, inputs, 1..=1)?;
-            float_only(name, &inputs[0])?;
-            let [n, c, h, w] = nchw(name, &inputs[0])?;
-            for i in 0..2 {
-                if p.padding[i] * 2 > p.kernel[i] {
-                    return Err(Error::invalid(
-                        name,
-                        format!("padding {:?} must be at most half the kernel {:?}", p.padding, p.kernel),
-                    ));
-                }
-            }
-            let oh = window_out(name, h, p.kernel[0], p.stride[0], p.padding[0], p.dilation[0], p.ceil_mode)?;
-            let ow = window_out(name, w, p.kernel[1], p.stride[1], p.padding[1], p.dilation[1], p.ceil_mode)?;
-            let s = Shape::new(&[n, c, oh, ow]);
+            let s = pool_out(name, &inputs[0], p.kernel, p.stride, p.padding, p.dilation, p.ceil_mode)?;
             Ok(smallvec![TensorMeta::new(s.clone(), inputs[0].dtype), TensorMeta::new(s, DType::I64)])
         }
         Op::AvgPool2d(p) => {
             arity(op, inputs, 1..=1)?;
-            float_only(name, &inputs[0])?;
-            let [n, c, h, w] = nchw(name, &inputs[0])?;
-            for i in 0..2 {
-                if p.padding[i] * 2 > p.kernel[i] {
-                    return Err(Error::invalid(
-                        name,
-                        format!("padding {:?} must be at most half the kernel {:?}", p.padding, p.kernel),
-                    ));
-                }
-            }
-            let oh = window_out(name, h, p.kernel[0], p.stride[0], p.padding[0], 1, p.ceil_mode)?;
-            let ow = window_out(name, w, p.kernel[1], p.stride[1], p.padding[1], 1, p.ceil_mode)?;
-            one(Shape::new(&[n, c, oh, ow]), inputs[0].dtype)
+            one(pool_out(name, &inputs[0], p.kernel, p.stride, p.padding, [1, 1], p.ceil_mode)?, inputs[0].dtype)
         }
         Op::AdaptiveAvgPool2d { output } => {
             arity(op, inputs, 1..=1)?;
@@ -505,6 +481,26 @@ fn infer_unchecked(op: &Op, inputs: &[MetaRef<'_>]) -> Result<Metas> {
             one(inputs[0].shape.to_owned(), inputs[0].dtype)
         }
     }
+}
+
+/// Output shape of a 2-d pooling window over an NCHW float input.
+fn pool_out(
+    name: &'static str,
+    x: &MetaRef<'_>,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+    ceil_mode: bool,
+) -> Result<Shape> {
+    float_only(name, x)?;
+    let [n, c, h, w] = nchw(name, x)?;
+    if (0..2).any(|i| padding[i] * 2 > kernel[i]) {
+        return Err(Error::invalid(name, format!("padding {padding:?} must be at most half the kernel {kernel:?}")));
+    }
+    let oh = window_out(name, h, kernel[0], stride[0], padding[0], dilation[0], ceil_mode)?;
+    let ow = window_out(name, w, kernel[1], stride[1], padding[1], dilation[1], ceil_mode)?;
+    Ok(Shape::new(&[n, c, oh, ow]))
 }
 
 fn binary_dtype(name: &'static str, b: BinaryOp, m: &MetaRef<'_>) -> Result<()> {

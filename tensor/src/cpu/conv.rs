@@ -227,6 +227,35 @@ fn run(
     })
 }
 
+impl Geom {
+    /// Geometry from the input, weight and output shapes (NCHW, 4-d weight).
+    fn new(
+        x: &Layout,
+        w: &Layout,
+        out: &Shape,
+        groups: usize,
+        stride: [usize; 2],
+        pad: [usize; 2],
+        dil: [usize; 2],
+    ) -> Self {
+        let (xd, wd, od) = (x.dims(), w.dims(), out.dims());
+        Geom {
+            c: xd[1],
+            h: xd[2],
+            w: xd[3],
+            o: od[1],
+            oh: od[2],
+            ow: od[3],
+            kh: wd[2],
+            kw: wd[3],
+            groups,
+            stride,
+            pad,
+            dil,
+        }
+    }
+}
+
 pub(crate) fn conv2d(
     x: (&CpuStorage, &Layout),
     w: (&CpuStorage, &Layout),
@@ -234,24 +263,8 @@ pub(crate) fn conv2d(
     p: &Conv2dParams,
     out: &Shape,
 ) -> Result<CpuStorage> {
-    let xd = x.1.dims();
-    let wd = w.1.dims();
-    let od = out.dims();
-    let g = Geom {
-        c: xd[1],
-        h: xd[2],
-        w: xd[3],
-        o: od[1],
-        oh: od[2],
-        ow: od[3],
-        kh: wd[2],
-        kw: wd[3],
-        groups: p.groups,
-        stride: p.stride,
-        pad: p.padding,
-        dil: p.dilation,
-    };
-    run("conv2d", [x, w], bias, g, xd[0], conv2d_typed::<f32>, conv2d_typed::<f64>)
+    let g = Geom::new(x.1, w.1, out, p.groups, p.stride, p.padding, p.dilation);
+    run("conv2d", [x, w], bias, g, x.1.dims()[0], conv2d_typed::<f32>, conv2d_typed::<f64>)
 }
 
 pub(crate) fn conv_transpose2d(
@@ -261,22 +274,6 @@ pub(crate) fn conv_transpose2d(
     p: &ConvTranspose2dParams,
     out: &Shape,
 ) -> Result<CpuStorage> {
-    let xd = x.1.dims();
-    let wd = w.1.dims();
-    let od = out.dims();
-    let g = Geom {
-        c: xd[1],
-        h: xd[2],
-        w: xd[3],
-        o: od[1],
-        oh: od[2],
-        ow: od[3],
-        kh: wd[2],
-        kw: wd[3],
-        groups: p.groups,
-        stride: p.stride,
-        pad: p.padding,
-        dil: p.dilation,
-    };
-    run("conv_transpose2d", [x, w], bias, g, xd[0], conv_t_typed::<f32>, conv_t_typed::<f64>)
+    let g = Geom::new(x.1, w.1, out, p.groups, p.stride, p.padding, p.dilation);
+    run("conv_transpose2d", [x, w], bias, g, x.1.dims()[0], conv_t_typed::<f32>, conv_t_typed::<f64>)
 }
