@@ -1,6 +1,7 @@
 //! 2-d convolution (im2col + gemm) and transposed convolution (gemm + col2im).
 //! f16/bf16 compute in f32, as PyTorch's CPU kernels do.
 
+use super::conv_direct::{self, Direct};
 use super::matmul::{gemm_raw, gemm_strided, GemmElem, MatRef};
 use super::strided::contiguous;
 use super::threads::{install, num_threads};
@@ -79,6 +80,17 @@ fn over_images<T: Send>(out: &mut [T], img: usize, per_image: impl Fn(usize, &mu
             out.chunks_mut(img).enumerate().for_each(|(i, dst)| per_image(i, dst, threads));
         }
     });
+}
+
+fn conv2d_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: Geom, n: usize) -> Vec<f32> {
+    if Direct::applies(g.stride, g.groups, g.o, g.c * g.kh * g.kw) {
+        let d =
+            Direct { c: g.c, h: g.h, w: g.w, o: g.o, oh: g.oh, ow: g.ow, kh: g.kh, kw: g.kw, pad: g.pad, dil: g.dil };
+        if let Some(out) = conv_direct::conv2d(x, w, bias, d, n) {
+            return out;
+        }
+    }
+    conv2d_typed(x, w, bias, g, n)
 }
 
 fn conv2d_typed<T: GemmElem + std::ops::Add<Output = T>>(
@@ -264,7 +276,7 @@ pub(crate) fn conv2d(
     out: &Shape,
 ) -> Result<CpuStorage> {
     let g = Geom::new(x.1, w.1, out, p.groups, p.stride, p.padding, p.dilation);
-    run("conv2d", [x, w], bias, g, x.1.dims()[0], conv2d_typed::<f32>, conv2d_typed::<f64>)
+    run("conv2d", [x, w], bias, g, x.1.dims()[0], conv2d_f32, conv2d_typed::<f64>)
 }
 
 pub(crate) fn conv_transpose2d(

@@ -1,6 +1,7 @@
 //! The CPU backend: rayon-parallel kernels, gemm matrix products, im2col convolution.
 
 mod conv;
+mod conv_direct;
 mod elementwise;
 mod index;
 mod matmul;

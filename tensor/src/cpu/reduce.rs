@@ -60,7 +60,7 @@ fn fold_rows<T: Sync, A: Send + Copy>(
 /// Sum in the accumulator type with 64 independent lanes: several vector
 /// accumulators hide the add latency, and the blocked order is more accurate
 /// than a sequential sum.
-#[inline]
+#[inline(always)]
 fn sum_acc<T: FloatDType>(x: &[T]) -> T::Acc {
     const LANES: usize = 64;
     let mut acc = [<T::Acc as Float>::ZERO; LANES];
@@ -87,7 +87,7 @@ fn sum_acc<T: FloatDType>(x: &[T]) -> T::Acc {
 /// Folds `x` into 8 independent lanes with `fold` (vectorizes where a single
 /// accumulator would serialize on the add latency), then merges the lanes
 /// with `combine`.
-#[inline]
+#[inline(always)]
 fn lanes<A: Float>(x: &[A], init: A, fold: impl Fn(A, A) -> A, combine: impl Fn(A, A) -> A) -> A {
     let mut acc = [init; 8];
     let mut chunks = x.chunks_exact(8);

@@ -2,6 +2,8 @@
 //! only has SSE2; [`vectorized`] runs a closure inside a function compiled for
 //! AVX-512 or AVX2+FMA when the CPU has them, so the closure's loops (inlined
 //! there) use 16 or 8 lanes. Results match the baseline: no fast-math.
+//! Only code inlined into the closure benefits: helpers it calls must be
+//! `#[inline(always)]`.
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
@@ -40,6 +42,18 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn v3<R>(f: impl FnOnce() -> R) -> R {
         f()
+    }
+}
+
+/// Whether the CPU has the AVX-512 subset the hand-written kernels use.
+pub(crate) fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        x86::level() == 4
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 
