@@ -86,7 +86,7 @@ fn image(img: &[f32], wt: &[f32], op: usize, bias: Option<&[f32]>, d: Direct, ds
             padded[(c * ph + y + d.pad[0]) * pw + d.pad[1]..][..d.w].copy_from_slice(src);
         }
     }
-    if d.o % SEG == 0 {
+    if d.o.is_multiple_of(SEG) {
         return image_by_channels(&padded, wt, op, bias, d, dst);
     }
     let mut acc = [[0f32; SEG]; OB];

@@ -57,7 +57,7 @@ impl Tensor {
     /// Constant padding with PyTorch's `F.pad` convention: `(before, after)`
     /// pairs starting from the last dim; negative amounts crop.
     pub fn pad(&self, pads: &[i64], value: f64) -> Result<Tensor> {
-        if pads.len() % 2 != 0 || pads.len() / 2 > self.rank() {
+        if !pads.len().is_multiple_of(2) || pads.len() / 2 > self.rank() {
             return Err(Error::invalid(
                 "pad",
                 format!(
