@@ -89,29 +89,46 @@ fn image(img: &[f32], wt: &[f32], op: usize, bias: Option<&[f32]>, d: Direct, ds
     if d.o.is_multiple_of(SEG) {
         return image_by_channels(&padded, wt, op, bias, d, dst);
     }
-    let mut acc = [[0f32; SEG]; OB];
+    // Two 16-pixel segments per tile where the row has them: a partial channel
+    // block (the seed model's 10 = 8 + 2) then still has enough independent FMA
+    // chains to hide latency, and each weight broadcast feeds two FMAs.
+    let mut acc = [[[0f32; SEG]; OB]; 2];
     for oy in 0..d.oh {
-        for x0 in (0..d.ow).step_by(SEG) {
+        for x0 in (0..d.ow).step_by(2 * SEG) {
+            let segs = if d.ow - x0 > SEG { 2 } else { 1 };
             for o0 in (0..d.o).step_by(OB) {
-                // SAFETY (each arm): `conv2d` checked AVX-512 support before any image runs.
-                // A partial last block only does the FMAs of its real channels.
-                match d.o - o0 {
-                    1 => unsafe { tile_avx512::<1>(&padded, wt, op, d, (oy, x0, o0), &mut acc) },
-                    2 => unsafe { tile_avx512::<2>(&padded, wt, op, d, (oy, x0, o0), &mut acc) },
-                    3 => unsafe { tile_avx512::<3>(&padded, wt, op, d, (oy, x0, o0), &mut acc) },
-                    4 => unsafe { tile_avx512::<4>(&padded, wt, op, d, (oy, x0, o0), &mut acc) },
-                    5 => unsafe { tile_avx512::<5>(&padded, wt, op, d, (oy, x0, o0), &mut acc) },
-                    6 => unsafe { tile_avx512::<6>(&padded, wt, op, d, (oy, x0, o0), &mut acc) },
-                    7 => unsafe { tile_avx512::<7>(&padded, wt, op, d, (oy, x0, o0), &mut acc) },
-                    _ => unsafe { tile_avx512::<OB>(&padded, wt, op, d, (oy, x0, o0), &mut acc) },
+                let at = (oy, x0, o0);
+                macro_rules! tile {
+                    ($s:literal) => {
+                        // SAFETY (each arm): `conv2d` checked AVX-512 support before any image runs.
+                        // A partial last block only does the FMAs of its real channels.
+                        match d.o - o0 {
+                            1 => unsafe { tile_avx512::<1, $s>(&padded, wt, op, d, at, &mut acc) },
+                            2 => unsafe { tile_avx512::<2, $s>(&padded, wt, op, d, at, &mut acc) },
+                            3 => unsafe { tile_avx512::<3, $s>(&padded, wt, op, d, at, &mut acc) },
+                            4 => unsafe { tile_avx512::<4, $s>(&padded, wt, op, d, at, &mut acc) },
+                            5 => unsafe { tile_avx512::<5, $s>(&padded, wt, op, d, at, &mut acc) },
+                            6 => unsafe { tile_avx512::<6, $s>(&padded, wt, op, d, at, &mut acc) },
+                            7 => unsafe { tile_avx512::<7, $s>(&padded, wt, op, d, at, &mut acc) },
+                            _ => unsafe { tile_avx512::<OB, $s>(&padded, wt, op, d, at, &mut acc) },
+                        }
+                    };
                 }
-                let len = SEG.min(d.ow - x0);
-                for (k, row) in acc.iter().enumerate().take(OB.min(d.o - o0)) {
-                    let oc = o0 + k;
-                    let b = bias.map_or(0.0, |b| b[oc]);
-                    let out = &mut dst[(oc * d.oh + oy) * d.ow + x0..][..len];
-                    for (v, &a) in out.iter_mut().zip(row) {
-                        *v = a + b;
+                if segs == 2 {
+                    tile!(2)
+                } else {
+                    tile!(1)
+                }
+                for (sg, block) in acc.iter().enumerate().take(segs) {
+                    let x = x0 + sg * SEG;
+                    let len = SEG.min(d.ow - x);
+                    for (k, row) in block.iter().enumerate().take(OB.min(d.o - o0)) {
+                        let oc = o0 + k;
+                        let b = bias.map_or(0.0, |b| b[oc]);
+                        let out = &mut dst[(oc * d.oh + oy) * d.ow + x..][..len];
+                        for (v, &a) in out.iter_mut().zip(row) {
+                            *v = a + b;
+                        }
                     }
                 }
             }
@@ -193,39 +210,43 @@ unsafe fn tile_by_channels<const N: usize>(
     }
 }
 
-/// Accumulates output row `oy`, pixels `x0..x0+SEG`, channels `o0..o0+N`
-/// (`N <= OB`) into `acc` with one 16-lane FMA per (channel, tap). Written with
-/// intrinsics: left to itself, LLVM vectorized the tap loop with gathers and
-/// scatters.
+/// Accumulates output row `oy`, pixels `x0..x0+S*SEG`, channels `o0..o0+N`
+/// (`N <= OB`, `S <= 2`) into `acc[segment][channel]` with one 16-lane FMA
+/// per (segment, channel, tap). Written with intrinsics: left to itself, LLVM
+/// vectorized the tap loop with gathers and scatters.
 #[target_feature(enable = "avx512f")]
-unsafe fn tile_avx512<const N: usize>(
+unsafe fn tile_avx512<const N: usize, const S: usize>(
     padded: &[f32],
     wt: &[f32],
     op: usize,
     d: Direct,
     (oy, x0, o0): (usize, usize, usize),
-    acc: &mut [[f32; SEG]; OB],
+    acc: &mut [[[f32; SEG]; OB]; 2],
 ) {
     use std::arch::x86_64::*;
     let (ph, pw) = (d.padded_h(), d.padded_w());
-    let mut v = [_mm512_setzero_ps(); N];
+    let mut v = [[_mm512_setzero_ps(); N]; S];
     for c in 0..d.c {
         for ki in 0..d.kh {
             let row = &padded[(c * ph + oy + ki * d.dil[0]) * pw..][..pw];
             for kj in 0..d.kw {
-                let xs = &row[x0 + kj * d.dil[1]..][..SEG];
                 let t = (c * d.kh + ki) * d.kw + kj;
                 let ws = &wt[t * op + o0..][..N];
-                // SAFETY: xs has SEG = 16 elements (sliced above); unaligned load.
-                let xv = unsafe { _mm512_loadu_ps(xs.as_ptr()) };
-                for (a, &w) in v.iter_mut().zip(ws) {
-                    *a = _mm512_fmadd_ps(_mm512_set1_ps(w), xv, *a);
+                for (sg, vs) in v.iter_mut().enumerate() {
+                    let xs = &row[x0 + sg * SEG + kj * d.dil[1]..][..SEG];
+                    // SAFETY: xs has SEG = 16 elements (sliced above); unaligned load.
+                    let xv = unsafe { _mm512_loadu_ps(xs.as_ptr()) };
+                    for (a, &w) in vs.iter_mut().zip(ws) {
+                        *a = _mm512_fmadd_ps(_mm512_set1_ps(w), xv, *a);
+                    }
                 }
             }
         }
     }
-    for (dst, a) in acc.iter_mut().zip(v) {
-        // SAFETY: dst is a 16-element array.
-        unsafe { _mm512_storeu_ps(dst.as_mut_ptr(), a) };
+    for (block, vs) in acc.iter_mut().zip(v) {
+        for (dst, a) in block.iter_mut().zip(vs) {
+            // SAFETY: dst is a 16-element array.
+            unsafe { _mm512_storeu_ps(dst.as_mut_ptr(), a) };
+        }
     }
 }
