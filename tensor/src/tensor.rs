@@ -218,8 +218,7 @@ impl Tensor {
             inputs.iter().map(|t| MetaRef { shape: t.shape(), dtype: t.dtype() }).collect();
         let outs = op.infer_refs(&metas)?;
         if op.is_view() {
-            let layout = view_layout(&op, first)?;
-            let storage = first.0.storage.clone();
+            let (storage, layout) = view_of(&op, first, &outs[0])?;
             let rec = Recording::new(op, inputs, &outs);
             return Ok(smallvec::smallvec![rec.output(0, storage, layout, device)]);
         }
@@ -289,20 +288,27 @@ impl Recording {
     }
 }
 
-fn view_layout(op: &Op, x: &Tensor) -> Result<Layout> {
+/// Storage and layout of a view op's output. A reshape whose strides cannot
+/// be viewed copies the input row-major first (as PyTorch's `reshape`), so the
+/// op always succeeds whoever applies it (front end or jit).
+fn view_of(op: &Op, x: &Tensor, out: &TensorMeta) -> Result<(Storage, Layout)> {
     let l = x.layout();
-    Ok(match op {
-        Op::Reshape { shape } => {
-            let s = Shape::new(shape);
-            l.reshape(&s).ok_or_else(|| {
-                Error::invalid("reshape", "strides do not allow a view; make the tensor contiguous first")
-            })?
-        }
+    let layout = match op {
+        Op::Reshape { .. } => match l.reshape(&out.shape) {
+            Some(v) => v,
+            None => {
+                let input = [OpInput { storage: &*x.0.storage, layout: l }];
+                let meta = [TensorMeta::new(l.shape().clone(), x.dtype())];
+                let mut copy = x.device().backend().execute(&Op::Contiguous, &input, &meta)?;
+                return Ok((copy.swap_remove(0), Layout::contiguous(out.shape.clone())));
+            }
+        },
         Op::Permute { perm } => l.permute(perm),
         Op::Expand { shape } => l.broadcast_to(&Shape::new(shape), "expand")?,
         Op::Slice { dim, start, end, step } => l.slice(*dim, *start, *end, *step),
         _ => unreachable!("not a view op"),
-    })
+    };
+    Ok((x.0.storage.clone(), layout))
 }
 
 impl fmt::Debug for Tensor {

@@ -10,11 +10,7 @@ impl Tensor {
         if shape == *self.shape() {
             return Ok(self.clone());
         }
-        let op = Op::Reshape { shape: shape.dims().to_vec() };
-        if shape.numel() == self.numel() && self.layout().reshape(&shape).is_none() {
-            return Tensor::apply1(op, &[&self.contiguous()?]);
-        }
-        Tensor::apply1(op, &[self])
+        Tensor::apply1(Op::Reshape { shape: shape.dims().to_vec() }, &[self])
     }
 
     /// Reorders dims: dim `i` of the result is dim `dims[i]` of `self`.
