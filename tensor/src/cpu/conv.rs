@@ -1,7 +1,7 @@
 //! 2-d convolution (im2col + gemm) and transposed convolution (gemm + col2im).
 //! f16/bf16 compute in f32, as PyTorch's CPU kernels do.
 
-use super::conv_direct::{self, Direct};
+use super::conv_direct;
 use super::matmul::{gemm_raw, gemm_strided, GemmElem, MatRef};
 use super::strided::contiguous;
 use super::threads::{install, num_threads};
@@ -11,21 +11,21 @@ use crate::{Error, Layout, Result, Shape, WithDType};
 use half::{bf16, f16};
 use rayon::prelude::*;
 
-/// Output geometry shared by both directions.
+/// Output geometry shared by both directions and the direct kernels.
 #[derive(Clone, Copy)]
-struct Geom {
-    c: usize,
-    h: usize,
-    w: usize,
-    o: usize,
-    oh: usize,
-    ow: usize,
-    kh: usize,
-    kw: usize,
-    groups: usize,
-    stride: [usize; 2],
-    pad: [usize; 2],
-    dil: [usize; 2],
+pub(super) struct Geom {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub o: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub groups: usize,
+    pub stride: [usize; 2],
+    pub pad: [usize; 2],
+    pub dil: [usize; 2],
 }
 
 /// Unfolds the channels `c0..c0+cg` of one image into `col` `[cg*kh*kw, oh*ow]`.
@@ -83,10 +83,8 @@ fn over_images<T: Send>(out: &mut [T], img: usize, per_image: impl Fn(usize, &mu
 }
 
 fn conv2d_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: Geom, n: usize) -> Vec<f32> {
-    if Direct::applies(g.stride, g.groups, g.o, g.c * g.kh * g.kw) {
-        let d =
-            Direct { c: g.c, h: g.h, w: g.w, o: g.o, oh: g.oh, ow: g.ow, kh: g.kh, kw: g.kw, pad: g.pad, dil: g.dil };
-        if let Some(out) = conv_direct::conv2d(x, w, bias, d, n) {
+    if conv_direct::applies(&g) {
+        if let Some(out) = conv_direct::conv2d(x, w, bias, g, n) {
             return out;
         }
     }

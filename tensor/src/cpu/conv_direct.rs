@@ -6,6 +6,7 @@
 //! registers, so every input vector is loaded once and used for 8 FMAs.
 //! f32 on AVX-512 only; other cases use im2col + gemm.
 
+use super::conv::Geom;
 use super::threads::{install, num_threads};
 use rayon::prelude::*;
 
@@ -14,29 +15,16 @@ const SEG: usize = 16;
 /// Output channels per register tile.
 const OB: usize = 8;
 
-/// Shape of one direct convolution (stride 1, groups 1).
-#[derive(Clone, Copy)]
-pub(crate) struct Direct {
-    pub c: usize,
-    pub h: usize,
-    pub w: usize,
-    pub o: usize,
-    pub oh: usize,
-    pub ow: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub pad: [usize; 2],
-    pub dil: [usize; 2],
+/// Whether the direct kernels beat im2col + gemm for this shape: stride 1,
+/// one group, few output channels, small patches.
+pub(super) fn applies(g: &Geom) -> bool {
+    g.stride == [1, 1] && g.groups == 1 && g.o <= 32 && g.c * g.kh * g.kw <= 256
 }
 
-impl Direct {
-    /// Whether the direct kernel beats im2col + gemm for this shape.
-    pub(crate) fn applies(stride: [usize; 2], groups: usize, o: usize, k: usize) -> bool {
-        stride == [1, 1] && groups == 1 && o <= 32 && k <= 256
-    }
-
+impl Geom {
+    /// Padded row length, with a slack of SEG so the last tile's full-width
+    /// loads stay in the buffer.
     fn padded_w(&self) -> usize {
-        // Slack of SEG so the last tile's full-width loads stay in the buffer.
         self.w + 2 * self.pad[1] + SEG
     }
 
@@ -47,7 +35,7 @@ impl Direct {
 
 /// `n` images `x` (NCHW) convolved with `w` (`[o, c, kh, kw]`), plus `bias`.
 /// `None` when this CPU lacks AVX-512 (the caller falls back to im2col + gemm).
-pub(crate) fn conv2d(x: &[f32], w: &[f32], bias: Option<&[f32]>, d: Direct, n: usize) -> Option<Vec<f32>> {
+pub(crate) fn conv2d(x: &[f32], w: &[f32], bias: Option<&[f32]>, d: Geom, n: usize) -> Option<Vec<f32>> {
     if !super::simd::has_avx512() {
         return None;
     }
@@ -77,7 +65,7 @@ pub(crate) fn conv2d(x: &[f32], w: &[f32], bias: Option<&[f32]>, d: Direct, n: u
     Some(out)
 }
 
-fn image(img: &[f32], wt: &[f32], op: usize, bias: Option<&[f32]>, d: Direct, dst: &mut [f32]) {
+fn image(img: &[f32], wt: &[f32], op: usize, bias: Option<&[f32]>, d: Geom, dst: &mut [f32]) {
     let (ph, pw) = (d.padded_h(), d.padded_w());
     let mut padded = vec![0f32; d.c * ph * pw];
     for c in 0..d.c {
@@ -139,7 +127,7 @@ fn image(img: &[f32], wt: &[f32], op: usize, bias: Option<&[f32]>, d: Direct, ds
 /// The tile transposed, for channel counts that are multiples of 16: lanes
 /// run over 16 output channels and each of up to 8 pixels has its own
 /// accumulator, so narrow outputs (LeNet's 10-pixel rows) waste no lanes.
-fn image_by_channels(padded: &[f32], wt: &[f32], op: usize, bias: Option<&[f32]>, d: Direct, dst: &mut [f32]) {
+fn image_by_channels(padded: &[f32], wt: &[f32], op: usize, bias: Option<&[f32]>, d: Geom, dst: &mut [f32]) {
     // Up to 12 pixel accumulators (+1 weight vector) fit the 32 zmm registers;
     // a whole 10-pixel LeNet row is then one throughput-bound tile.
     const P: usize = 12;
@@ -182,7 +170,7 @@ unsafe fn tile_by_channels<const N: usize>(
     padded: &[f32],
     wt: &[f32],
     op: usize,
-    d: Direct,
+    d: Geom,
     (oy, x0, o0): (usize, usize, usize),
     acc: &mut [[f32; SEG]; 12],
 ) {
@@ -219,7 +207,7 @@ unsafe fn tile_avx512<const N: usize, const S: usize>(
     padded: &[f32],
     wt: &[f32],
     op: usize,
-    d: Direct,
+    d: Geom,
     (oy, x0, o0): (usize, usize, usize),
     acc: &mut [[[f32; SEG]; OB]; 2],
 ) {

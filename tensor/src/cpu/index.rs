@@ -28,8 +28,8 @@ fn same<'a, T: WithDType>(s: &'a CpuStorage, op: &'static str) -> Result<&'a [T]
 }
 
 pub(crate) fn cat(parts: &[(&CpuStorage, &Layout)], dim: usize, out: &Shape) -> Result<CpuStorage> {
-    fn go<T: WithDType>(first: &[T], parts: &[(&CpuStorage, &Layout)], dim: usize, out: &Shape) -> Result<Vec<T>> {
-        let _ = first;
+    // `_first` only selects `T` (the dtype of every part).
+    fn go<T: WithDType>(_first: &[T], parts: &[(&CpuStorage, &Layout)], dim: usize, out: &Shape) -> Result<Vec<T>> {
         let inner: usize = out.dims()[dim + 1..].iter().product();
         let outer: usize = out.dims()[..dim].iter().product();
         let mut data = Vec::with_capacity(parts.len());
@@ -45,13 +45,7 @@ pub(crate) fn cat(parts: &[(&CpuStorage, &Layout)], dim: usize, out: &Shape) -> 
         Ok(res)
     }
     let first = parts[0].0;
-    Ok(with_storage!(first, v => T_into(go(v, parts, dim, out)?)))
-}
-
-/// Wraps a typed vector back into storage (helper for `with_storage!` arms).
-#[allow(non_snake_case)]
-fn T_into<T: WithDType>(v: Vec<T>) -> CpuStorage {
-    T::into_storage(v)
+    Ok(with_storage!(first, v => WithDType::into_storage(go(v, parts, dim, out)?)))
 }
 
 pub(crate) fn index_select(x: (&CpuStorage, &Layout), idx: (&CpuStorage, &Layout), dim: usize) -> Result<CpuStorage> {
@@ -71,7 +65,7 @@ pub(crate) fn index_select(x: (&CpuStorage, &Layout), idx: (&CpuStorage, &Layout
         }
         res
     }
-    Ok(with_storage!(x.0, v => T_into(go(v, x.1, &ids, outer, size, inner))))
+    Ok(with_storage!(x.0, v => WithDType::into_storage(go(v, x.1, &ids, outer, size, inner))))
 }
 
 /// Row-major strides of a shape as isize-free usize vector.
@@ -100,7 +94,7 @@ pub(crate) fn gather(x: (&CpuStorage, &Layout), idx: (&CpuStorage, &Layout), dim
         let src = contiguous(v, l);
         offs.iter().map(|&o| src[o]).collect()
     }
-    Ok(with_storage!(x.0, v => T_into(go(v, x.1, &offs))))
+    Ok(with_storage!(x.0, v => WithDType::into_storage(go(v, x.1, &offs))))
 }
 
 pub(crate) fn scatter_add(
@@ -200,5 +194,5 @@ pub(crate) fn pad(x: (&CpuStorage, &Layout), pads: &[(usize, usize)], value: f64
         }
         res
     }
-    Ok(with_storage!(x.0, v => T_into(go(v, x.1, pads, value, out))))
+    Ok(with_storage!(x.0, v => WithDType::into_storage(go(v, x.1, pads, value, out))))
 }

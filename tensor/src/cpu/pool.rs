@@ -7,6 +7,7 @@ use crate::dtype::{Float, FloatDType};
 use crate::op::{AvgPool2dParams, MaxPool2dParams};
 use crate::{Error, Layout, Result, Shape};
 use rayon::prelude::*;
+use std::ops::Range;
 
 /// Runs `f(in_plane, out_plane, idx_plane)` over the N*C planes.
 fn planes<T: Sync, U: Send>(
@@ -24,6 +25,17 @@ fn planes<T: Sync, U: Send>(
     } else {
         x.chunks(in_sz).zip(out.chunks_mut(out_sz)).for_each(|(a, b)| f(a, b));
     }
+}
+
+/// Sum of `src[rows, cols]` in a row-major plane of width `w`, in the accumulator type.
+fn window_sum<T: FloatDType>(src: &[T], w: usize, rows: Range<usize>, cols: Range<usize>) -> T::Acc {
+    let mut sum = <T::Acc as Float>::ZERO;
+    for iy in rows {
+        for v in &src[iy * w + cols.start..iy * w + cols.end] {
+            sum += v.to_acc();
+        }
+    }
+    sum
 }
 
 fn dims4(s: &Shape) -> [usize; 4] {
@@ -119,12 +131,7 @@ pub(crate) fn avg_pool2d(s: &CpuStorage, l: &Layout, p: &AvgPool2dParams, out: &
                         dst[oy * ow + ox] = T::zero();
                         continue;
                     }
-                    let mut sum = <T::Acc as Float>::ZERO;
-                    for iy in ys..ye {
-                        for v in &src[iy * w + xs..iy * w + xe] {
-                            sum += v.to_acc();
-                        }
-                    }
+                    let sum = window_sum(src, w, ys..ye, xs..xe);
                     let div = if p.count_include_pad { pool } else { (ye - ys) * (xe - xs) };
                     dst[oy * ow + ox] = T::from_acc(sum / <T::Acc as Float>::from_usize(div));
                 }
@@ -158,12 +165,7 @@ pub(crate) fn adaptive_avg_pool2d(s: &CpuStorage, l: &Layout, out: &Shape) -> Re
                 let (ys, ye) = (oy * h / oh, ((oy + 1) * h).div_ceil(oh));
                 for ox in 0..ow {
                     let (xs, xe) = (ox * w / ow, ((ox + 1) * w).div_ceil(ow));
-                    let mut sum = <T::Acc as Float>::ZERO;
-                    for iy in ys..ye {
-                        for v in &src[iy * w + xs..iy * w + xe] {
-                            sum += v.to_acc();
-                        }
-                    }
+                    let sum = window_sum(src, w, ys..ye, xs..xe);
                     dst[oy * ow + ox] = T::from_acc(sum / <T::Acc as Float>::from_usize((ye - ys) * (xe - xs)));
                 }
             }
