@@ -6,7 +6,7 @@ use crate::op::{Op, TensorMeta};
 use crate::{DType, Layout, Result};
 use std::any::Any;
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 /// Where a device lives: what the jit records and what errors print.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -70,26 +70,39 @@ pub trait Backend: Send + Sync + fmt::Debug {
 
 /// A handle to a compute device. Cloning is cheap; equality is by location.
 #[derive(Clone)]
-pub struct Device(Arc<dyn Backend>);
+pub struct Device(Handle);
+
+/// The CPU backend is a process-wide static, so CPU tensors carry a plain
+/// reference and creating one costs no reference-count traffic (the per-op
+/// overhead of small ops is dominated by such costs).
+#[derive(Clone)]
+enum Handle {
+    Static(&'static dyn Backend),
+    Shared(Arc<dyn Backend>),
+}
 
 impl Device {
     /// The CPU device (one shared instance per process).
     pub fn cpu() -> Device {
-        static CPU: OnceLock<Device> = OnceLock::new();
-        CPU.get_or_init(|| Device(Arc::new(CpuBackend))).clone()
+        static CPU: CpuBackend = CpuBackend;
+        Device(Handle::Static(&CPU))
     }
 
     /// Wraps a backend implemented outside this crate (the CUDA backend does this).
     pub fn from_backend(backend: Arc<dyn Backend>) -> Device {
-        Device(backend)
+        Device(Handle::Shared(backend))
     }
 
+    #[inline]
     pub fn backend(&self) -> &dyn Backend {
-        &*self.0
+        match &self.0 {
+            Handle::Static(b) => *b,
+            Handle::Shared(b) => &**b,
+        }
     }
 
     pub fn location(&self) -> DeviceLocation {
-        self.0.location()
+        self.backend().location()
     }
 
     pub fn is_cpu(&self) -> bool {
@@ -97,13 +110,13 @@ impl Device {
     }
 
     pub fn synchronize(&self) -> Result<()> {
-        self.0.synchronize()
+        self.backend().synchronize()
     }
 }
 
 impl PartialEq for Device {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || self.location() == other.location()
+        std::ptr::addr_eq(self.backend(), other.backend()) || self.location() == other.location()
     }
 }
 impl Eq for Device {}

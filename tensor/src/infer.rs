@@ -102,7 +102,9 @@ pub(crate) fn infer(op: &Op, inputs: &[MetaRef<'_>]) -> Result<Metas> {
     let outs = infer_unchecked(op, inputs)?;
     if !op.is_view() {
         for m in &outs {
-            check_size(op.name(), &m.shape, m.dtype)?;
+            if allocatable_numel(&m.shape, m.dtype).is_none() {
+                return Err(overflow(op.name(), &m.shape));
+            }
         }
     }
     Ok(outs)
@@ -523,8 +525,14 @@ fn check_bias(name: &'static str, inputs: &[MetaRef<'_>], out_channels: usize) -
 
 /// Rejects shapes whose element count or byte size overflows (they could never be allocated).
 pub(crate) fn check_size(op: &'static str, shape: &Shape, dtype: DType) -> Result<usize> {
-    shape
-        .checked_numel()
-        .filter(|n| n.checked_mul(dtype.size_in_bytes()).is_some_and(|b| b <= isize::MAX as usize))
-        .ok_or_else(|| Error::shape(op, &[shape], "the number of elements overflows"))
+    allocatable_numel(shape, dtype).ok_or_else(|| overflow(op, shape))
+}
+
+/// The element count when a buffer of this shape could be allocated at all.
+fn allocatable_numel(shape: &Shape, dtype: DType) -> Option<usize> {
+    shape.checked_numel().filter(|n| n.checked_mul(dtype.size_in_bytes()).is_some_and(|b| b <= isize::MAX as usize))
+}
+
+fn overflow(op: &'static str, shape: &Shape) -> Error {
+    Error::shape(op, &[shape], "the number of elements overflows")
 }

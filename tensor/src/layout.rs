@@ -11,12 +11,22 @@ pub struct Layout {
     shape: Shape,
     strides: DimVec,
     offset: usize,
+    /// Cached [`Layout::is_contiguous`] and [`Layout::numel`]: every kernel
+    /// asks, and small ops pay for each recomputation.
+    contiguous: bool,
+    numel: usize,
 }
 
 impl Clone for Layout {
     #[inline]
     fn clone(&self) -> Self {
-        Layout { shape: self.shape.clone(), strides: SmallVec::from_slice(&self.strides), offset: self.offset }
+        Layout {
+            shape: self.shape.clone(),
+            strides: crate::shape::dims_from_slice(&self.strides),
+            offset: self.offset,
+            contiguous: self.contiguous,
+            numel: self.numel,
+        }
     }
 }
 
@@ -25,21 +35,23 @@ impl Layout {
     pub fn contiguous(shape: impl Into<Shape>) -> Self {
         let shape = shape.into();
         let strides = shape.contiguous_strides();
-        Layout { shape, strides, offset: 0 }
+        let numel = shape.numel();
+        Layout { shape, strides, offset: 0, contiguous: true, numel }
     }
 
     pub fn new(shape: Shape, strides: DimVec, offset: usize) -> Self {
         debug_assert_eq!(shape.rank(), strides.len());
-        Layout { shape, strides, offset }.normalized()
+        Self::make(shape, strides, offset)
     }
 
-    /// An empty view addresses no element: give it offset 0 so no kernel ever
-    /// indexes past the end of an empty buffer.
-    fn normalized(mut self) -> Self {
-        if self.shape.dims().contains(&0) {
-            self.offset = 0;
-        }
-        self
+    /// The one general constructor: an empty view addresses no element, so it
+    /// gets offset 0 (no kernel ever indexes past the end of an empty buffer),
+    /// and contiguity is computed once here.
+    fn make(shape: Shape, strides: DimVec, offset: usize) -> Self {
+        let offset = if shape.dims().contains(&0) { 0 } else { offset };
+        let contiguous = compute_contiguous(shape.dims(), &strides);
+        let numel = shape.numel();
+        Layout { shape, strides, offset, contiguous, numel }
     }
 
     pub fn shape(&self) -> &Shape {
@@ -54,29 +66,28 @@ impl Layout {
     pub fn offset(&self) -> usize {
         self.offset
     }
+    #[inline]
     pub fn numel(&self) -> usize {
-        self.shape.numel()
+        self.numel
     }
 
     /// True when elements are laid out row-major with no gaps (size-1 dims may
     /// have any stride).
+    #[inline]
     pub fn is_contiguous(&self) -> bool {
-        let mut expected = 1;
-        for (&d, &s) in self.shape.dims().iter().zip(self.strides.iter()).rev() {
-            if d != 1 && s != expected {
-                return false;
-            }
-            expected *= d;
-        }
-        true
+        self.contiguous
     }
 
     /// The storage range `[offset, offset + numel)` when the layout is contiguous.
+    #[inline]
     pub fn contiguous_range(&self) -> Option<std::ops::Range<usize>> {
-        if self.numel() == 0 {
-            return Some(0..0);
+        if self.numel == 0 {
+            Some(0..0)
+        } else if self.contiguous {
+            Some(self.offset..self.offset + self.numel)
+        } else {
+            None
         }
-        self.is_contiguous().then(|| self.offset..self.offset + self.numel())
     }
 
     /// One past the largest storage index this layout can touch (0 if empty).
@@ -91,12 +102,10 @@ impl Layout {
     /// the strides allow it (PyTorch's `view` rule); `None` when a copy is needed.
     pub fn reshape(&self, shape: &Shape) -> Option<Layout> {
         if self.is_contiguous() {
-            return Some(
-                Layout { shape: shape.clone(), strides: shape.contiguous_strides(), offset: self.offset }.normalized(),
-            );
+            return Some(Self::make(shape.clone(), shape.contiguous_strides(), self.offset));
         }
         if self.numel() == 0 {
-            return Some(Layout { shape: shape.clone(), strides: shape.contiguous_strides(), offset: 0 });
+            return Some(Self::make(shape.clone(), shape.contiguous_strides(), 0));
         }
         // Group old dims into contiguous chunks and map new dims onto them
         // (ATen's computeStride).
@@ -131,14 +140,14 @@ impl Layout {
         if view_d != -1 {
             return None;
         }
-        Some(Layout { shape: shape.clone(), strides: new_s, offset: self.offset }.normalized())
+        Some(Self::make(shape.clone(), new_s, self.offset))
     }
 
     /// Reorders dims: dim `i` of the result is dim `perm[i]` of `self`.
     pub fn permute(&self, perm: &[usize]) -> Layout {
         let dims: DimVec = perm.iter().map(|&p| self.shape.dims()[p]).collect();
         let strides: DimVec = perm.iter().map(|&p| self.strides[p]).collect();
-        Layout { shape: Shape::from(dims), strides, offset: self.offset }
+        Self::make(Shape::from(dims), strides, self.offset)
     }
 
     /// Broadcasts to `shape` (which may add leading dims) using zero strides.
@@ -163,7 +172,7 @@ impl Layout {
                 ));
             };
         }
-        Ok(Layout { shape: shape.clone(), strides, offset: self.offset }.normalized())
+        Ok(Self::make(shape.clone(), strides, self.offset))
     }
 
     /// The elements `start, start + step, ...` below `end` along `dim`.
@@ -175,6 +184,18 @@ impl Layout {
         let mut strides = self.strides.clone();
         let offset = self.offset + start * self.strides[dim];
         strides[dim] *= step;
-        Layout { shape, strides, offset }.normalized()
+        Self::make(shape, strides, offset)
     }
+}
+
+/// Row-major with no gaps; size-1 dims may have any stride.
+fn compute_contiguous(dims: &[usize], strides: &[usize]) -> bool {
+    let mut expected = 1;
+    for (&d, &s) in dims.iter().zip(strides).rev() {
+        if d != 1 && s != expected {
+            return false;
+        }
+        expected *= d;
+    }
+    true
 }

@@ -3,19 +3,44 @@
 
 use std::cell::Cell;
 
+/// Both switches in one thread-local, so an op reads them with one access.
+#[derive(Clone, Copy)]
+pub(crate) struct Mode {
+    pub(crate) grad_enabled: bool,
+    pub(crate) trace_depth: u32,
+}
+
+impl Mode {
+    pub(crate) fn tracing(self) -> bool {
+        self.trace_depth > 0
+    }
+}
+
 thread_local! {
-    static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
-    static TRACE_DEPTH: Cell<usize> = const { Cell::new(0) };
+    static MODE: Cell<Mode> = const { Cell::new(Mode { grad_enabled: true, trace_depth: 0 }) };
+}
+
+#[inline]
+pub(crate) fn mode() -> Mode {
+    MODE.with(|m| m.get())
+}
+
+fn update(f: impl FnOnce(&mut Mode)) {
+    MODE.with(|m| {
+        let mut v = m.get();
+        f(&mut v);
+        m.set(v);
+    })
 }
 
 /// Whether ops on tensors that require grad record provenance (default: true).
 pub fn is_grad_enabled() -> bool {
-    GRAD_ENABLED.with(|g| g.get())
+    mode().grad_enabled
 }
 
 /// Whether a trace is active on this thread: every op records provenance.
 pub fn is_tracing() -> bool {
-    TRACE_DEPTH.with(|t| t.get() > 0)
+    mode().tracing()
 }
 
 /// Restores the previous grad mode when dropped.
@@ -26,13 +51,15 @@ pub struct GradModeGuard {
 
 impl Drop for GradModeGuard {
     fn drop(&mut self) {
-        GRAD_ENABLED.with(|g| g.set(self.prev));
+        let prev = self.prev;
+        update(|m| m.grad_enabled = prev);
     }
 }
 
 /// Sets grad mode for the guard's lifetime.
 pub fn set_grad_enabled(enabled: bool) -> GradModeGuard {
-    let prev = GRAD_ENABLED.with(|g| g.replace(enabled));
+    let prev = is_grad_enabled();
+    update(|m| m.grad_enabled = enabled);
     GradModeGuard { prev }
 }
 
@@ -47,12 +74,12 @@ pub struct TraceGuard(());
 
 impl Drop for TraceGuard {
     fn drop(&mut self) {
-        TRACE_DEPTH.with(|t| t.set(t.get() - 1));
+        update(|m| m.trace_depth -= 1);
     }
 }
 
 /// Starts recording every op's provenance on this thread.
 pub fn start_trace() -> TraceGuard {
-    TRACE_DEPTH.with(|t| t.set(t.get() + 1));
+    update(|m| m.trace_depth += 1);
     TraceGuard(())
 }

@@ -9,15 +9,37 @@ use std::fmt;
 pub type DimVec = SmallVec<[usize; 4]>;
 
 /// The extent of each dimension of a tensor, outermost first.
-#[derive(PartialEq, Eq, Hash, Default)]
+#[derive(Eq, Hash, Default)]
 pub struct Shape(DimVec);
 
+// Shapes are compared on every op; the derived comparison calls `memcmp`,
+// which costs more than the handful of dims being compared.
+impl PartialEq for Shape {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len() && self.0.iter().zip(other.0.iter()).all(|(a, b)| a == b)
+    }
+}
+
 // SmallVec's derived clone extends element by element; shapes are cloned on
-// every op, so copy the slice instead.
+// every op, so copy the inline array instead.
 impl Clone for Shape {
     #[inline]
     fn clone(&self) -> Self {
-        Shape(SmallVec::from_slice(&self.0))
+        Shape(dims_from_slice(&self.0))
+    }
+}
+
+/// A [`DimVec`] holding `d`: ranks up to the inline size copy a fixed-size
+/// array (no `memcpy` call, no branch per element).
+#[inline]
+pub(crate) fn dims_from_slice(d: &[usize]) -> DimVec {
+    const INLINE: usize = 4;
+    if d.len() <= INLINE {
+        let buf: [usize; INLINE] = std::array::from_fn(|i| if i < d.len() { d[i] } else { 0 });
+        SmallVec::from_buf_and_len(buf, d.len())
+    } else {
+        SmallVec::from_slice(d)
     }
 }
 
@@ -47,11 +69,11 @@ impl Shape {
     }
     /// Row-major (C-contiguous) strides of this shape.
     pub fn contiguous_strides(&self) -> DimVec {
-        let mut strides: DimVec = SmallVec::from_elem(0, self.rank());
+        let mut strides = dims_from_slice(&self.0);
         let mut acc = 1;
-        for i in (0..self.rank()).rev() {
-            strides[i] = acc;
-            acc *= self.0[i];
+        for (s, &d) in strides.iter_mut().zip(self.0.iter()).rev() {
+            *s = acc;
+            acc *= d;
         }
         strides
     }

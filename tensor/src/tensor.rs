@@ -3,9 +3,10 @@
 
 use crate::device::{Device, OpInput, Storage};
 use crate::op::{MetaRef, Metas, Op, TensorMeta};
-use crate::record::{is_grad_enabled, is_tracing};
+use crate::record::{is_tracing, mode};
 use crate::{DType, Error, Layout, Result, Shape, WithDType};
 use smallvec::SmallVec;
+use std::cell::Cell;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,9 +16,23 @@ use std::sync::Arc;
 pub struct TensorId(u64);
 
 impl TensorId {
+    /// Ids are handed out in per-thread blocks: a shared atomic counter bumped
+    /// on every op would cost a locked instruction per tensor.
     fn next() -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        TensorId(NEXT.fetch_add(1, Ordering::Relaxed))
+        const BLOCK: u64 = 1 << 16;
+        static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
+        thread_local! {
+            static RANGE: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+        }
+        RANGE.with(|r| {
+            let (mut next, mut end) = r.get();
+            if next == end {
+                next = NEXT_BLOCK.fetch_add(BLOCK, Ordering::Relaxed);
+                end = next + BLOCK;
+            }
+            r.set((next + 1, end));
+            TensorId(next)
+        })
     }
     pub fn as_u64(self) -> u64 {
         self.0
@@ -214,8 +229,11 @@ impl Tensor {
                 return Err(Error::DeviceMismatch { op: op.name(), lhs, rhs });
             }
         }
-        let metas: SmallVec<[MetaRef<'_>; 3]> =
-            inputs.iter().map(|t| MetaRef { shape: t.shape(), dtype: t.dtype() }).collect();
+        // Plain pushes: `collect` into a SmallVec costs more than these few elements.
+        let mut metas: SmallVec<[MetaRef<'_>; 3]> = SmallVec::new();
+        for t in inputs {
+            metas.push(MetaRef { shape: t.shape(), dtype: t.dtype() });
+        }
         let outs = op.infer_refs(&metas)?;
         if op.is_view() {
             let (storage, layout) = view_of(&op, first, &outs[0])?;
@@ -225,16 +243,17 @@ impl Tensor {
         if let Op::ToDevice(loc) = op {
             return Err(Error::invalid(op.name(), format!("use Tensor::to_device to move to {loc}")));
         }
-        let op_inputs: SmallVec<[OpInput<'_>; 3]> =
-            inputs.iter().map(|t| OpInput { storage: &*t.0.storage, layout: &t.0.layout }).collect();
+        let mut op_inputs: SmallVec<[OpInput<'_>; 3]> = SmallVec::new();
+        for t in inputs {
+            op_inputs.push(OpInput { storage: &*t.0.storage, layout: &t.0.layout });
+        }
         let storages = device.backend().execute(&op, &op_inputs, &outs)?;
         let rec = Recording::new(op, inputs, &outs);
-        Ok(storages
-            .into_iter()
-            .zip(outs.iter())
-            .enumerate()
-            .map(|(i, (storage, meta))| rec.output(i, storage, Layout::contiguous(meta.shape.clone()), device))
-            .collect())
+        let mut result = Outputs::new();
+        for (i, (storage, meta)) in storages.into_iter().zip(outs).enumerate() {
+            result.push(rec.output(i, storage, Layout::contiguous(meta.shape), device));
+        }
+        Ok(result)
     }
 
     /// Moves (copies) the tensor to `device`; a no-op handle clone if it is there already.
@@ -260,8 +279,9 @@ struct Recording {
 
 impl Recording {
     fn new(op: Op, inputs: &[&Tensor], outs: &Metas) -> Self {
-        let grad = is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
-        let tracing = is_tracing();
+        let mode = mode();
+        let grad = mode.grad_enabled && inputs.iter().any(|t| t.requires_grad());
+        let tracing = mode.tracing();
         let node = (grad || tracing).then(|| {
             Arc::new(Node { op, inputs: inputs.iter().map(|t| (*t).clone()).collect(), outputs: outs.to_vec() })
         });
