@@ -224,6 +224,7 @@ UNARY = {
     "tanh": torch.tanh,
     "sigmoid": torch.sigmoid,
     "relu": torch.relu,
+    "erf": torch.erf,
     "gelu": lambda x: F.gelu(x),
     "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
     "silu": F.silu,
@@ -286,7 +287,7 @@ def gen_unary():
         add(name, op, {}, [sliced([3, 4], 1, 2, lambda s: unary_input(r, op, s, F32))], UNARY[op])
     # half precisions: f16/bf16 math is computed in f32 and rounded once (PyTorch CPU)
     for dt in (F16, BF16):
-        for op in ("exp", "log", "sqrt", "sin", "tanh", "sigmoid", "gelu", "gelu_tanh", "silu", "softplus",
+        for op in ("exp", "log", "sqrt", "sin", "tanh", "sigmoid", "erf", "gelu", "gelu_tanh", "silu", "softplus",
                    "recip", "neg", "abs", "relu", "round", "rsqrt"):
             name = f"{op}_{DTYPE_NAME[dt]}"
             r = Rng(name)
@@ -308,7 +309,7 @@ def gen_unary():
         name = f"{op}_f32_special"
         add(name, op, {}, [torch.tensor(vals, dtype=F32)], UNARY[op])
     finite = [v for v in special if math.isfinite(v)]
-    for op in ("gelu", "gelu_tanh", "silu", "sign", "sigmoid"):
+    for op in ("erf", "gelu", "gelu_tanh", "silu", "sign", "sigmoid"):
         name = f"{op}_f32_finite_extremes"
         add(name, op, {}, [torch.tensor(finite, dtype=F32)], UNARY[op])
 

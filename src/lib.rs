@@ -3,6 +3,7 @@
 //! A layered deep-learning library in Rust. This facade re-exports the
 //! workspace crates; most programs only need `use oar::prelude::*`.
 
+pub use oar_autograd as autograd;
 pub use oar_tensor as tensor;
 pub use oar_tensor::{
     manual_seed, no_grad, num_threads, set_num_threads, AvgPool2dParams, Conv2dParams, ConvTranspose2dParams, DType,
@@ -11,6 +12,7 @@ pub use oar_tensor::{
 
 /// The names most programs use.
 pub mod prelude {
+    pub use oar_autograd::Backward;
     pub use oar_tensor::{
         AvgPool2dParams, Conv2dParams, ConvTranspose2dParams, DType, Device, MaxPool2dParams, Result, Shape, Tensor,
     };

@@ -33,6 +33,9 @@ pub enum Error {
     #[error("{op}: reading tensor data on the host during a trace would bake a data-dependent value into the graph")]
     HostReadDuringTrace { op: &'static str },
 
+    #[error("backward: {msg}")]
+    Autograd { msg: String },
+
     #[error("{op} is not implemented on device {device}")]
     NotImplemented { op: &'static str, device: String },
 }

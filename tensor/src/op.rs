@@ -19,6 +19,8 @@ pub enum UnaryOp {
     Tanh,
     Sigmoid,
     Relu,
+    /// The error function (the exact GELU's gradient needs it).
+    Erf,
     /// Exact GELU, `x * Phi(x)` with the error function.
     Gelu,
     /// GELU with the tanh approximation.
@@ -54,6 +56,7 @@ impl UnaryOp {
             Tanh => "tanh",
             Sigmoid => "sigmoid",
             Relu => "relu",
+            Erf => "erf",
             Gelu => "gelu",
             GeluTanh => "gelu_tanh",
             Silu => "silu",

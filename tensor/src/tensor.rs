@@ -8,8 +8,8 @@ use crate::{DType, Error, Layout, Result, Shape, WithDType};
 use smallvec::SmallVec;
 use std::cell::Cell;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Unique identity of a tensor handle (views get their own id).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -51,9 +51,33 @@ pub struct Provenance {
 #[derive(Debug)]
 pub struct Node {
     pub op: Op,
-    pub inputs: Vec<Tensor>,
+    /// The inputs, holding their buffers alive for the backward pass; `None`
+    /// once a backward pass has released them (see [`Node::release`]).
+    inputs: Mutex<Option<Vec<Tensor>>>,
     /// Metadata of every output, so consumers need not keep outputs alive.
     pub outputs: Vec<TensorMeta>,
+}
+
+impl Node {
+    /// The recorded inputs; `None` after [`Node::release`].
+    pub fn inputs(&self) -> Option<Vec<Tensor>> {
+        self.lock().clone()
+    }
+
+    /// Drops the references to the inputs so their buffers can be freed (what
+    /// a backward pass does unless asked to retain the graph).
+    pub fn release(&self) {
+        self.lock().take();
+    }
+
+    pub fn is_released(&self) -> bool {
+        self.lock().is_none()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Vec<Tensor>>> {
+        // A poisoned lock only means a panic elsewhere; the Vec is still whole.
+        self.inputs.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 type Outputs = SmallVec<[Tensor; 2]>;
@@ -66,6 +90,9 @@ struct Inner {
     device: Device,
     requires_grad: bool,
     provenance: Option<Provenance>,
+    /// The accumulated gradient of a leaf (or of a non-leaf that retains it).
+    grad: Mutex<Option<Tensor>>,
+    retains_grad: AtomicBool,
 }
 
 /// An n-dimensional array on a device. Cloning shares the data.
@@ -83,6 +110,8 @@ impl Tensor {
             device,
             requires_grad: false,
             provenance: None,
+            grad: Mutex::new(None),
+            retains_grad: AtomicBool::new(false),
         }))
     }
 
@@ -134,6 +163,48 @@ impl Tensor {
         self.0.provenance.as_ref()
     }
 
+    /// A leaf is a tensor autograd does not see through: it does not require
+    /// grad, or it does but no op made it (user-created parameters).
+    pub fn is_leaf(&self) -> bool {
+        !self.0.requires_grad || self.0.provenance.is_none()
+    }
+
+    /// The gradient accumulated by backward passes: set on leaves that require
+    /// grad, and on non-leaves after [`Tensor::retain_grad`].
+    pub fn grad(&self) -> Option<Tensor> {
+        self.grad_slot().clone()
+    }
+
+    /// Replaces the stored gradient (what autograd and optimizers use).
+    pub fn set_grad(&self, grad: Option<Tensor>) {
+        *self.grad_slot() = grad;
+    }
+
+    /// Clears the gradient (PyTorch's `zero_grad(set_to_none=True)`): the next
+    /// backward pass stores a fresh one instead of accumulating.
+    pub fn zero_grad(&self) {
+        self.set_grad(None);
+    }
+
+    /// Asks backward passes to store this non-leaf tensor's gradient too.
+    pub fn retain_grad(&self) -> Result<()> {
+        if !self.0.requires_grad {
+            return Err(Error::Autograd { msg: "retain_grad on a tensor that does not require grad".into() });
+        }
+        self.0.retains_grad.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Whether backward passes store this tensor's gradient (leaves that
+    /// require grad always do).
+    pub fn retains_grad(&self) -> bool {
+        self.0.retains_grad.load(Ordering::Relaxed)
+    }
+
+    fn grad_slot(&self) -> std::sync::MutexGuard<'_, Option<Tensor>> {
+        self.0.grad.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// A new handle to the same data, marked as a leaf that requires grad (or
     /// not). It has no provenance: gradients stop here.
     pub fn with_requires_grad(&self, requires_grad: bool) -> Result<Tensor> {
@@ -161,6 +232,8 @@ impl Tensor {
             device: self.0.device.clone(),
             requires_grad,
             provenance: None,
+            grad: Mutex::new(None),
+            retains_grad: AtomicBool::new(false),
         }))
     }
 
@@ -283,7 +356,8 @@ impl Recording {
         let grad = mode.grad_enabled && inputs.iter().any(|t| t.requires_grad());
         let tracing = mode.tracing();
         let node = (grad || tracing).then(|| {
-            Arc::new(Node { op, inputs: inputs.iter().map(|t| (*t).clone()).collect(), outputs: outs.to_vec() })
+            let inputs = inputs.iter().map(|t| (*t).clone()).collect();
+            Arc::new(Node { op, inputs: Mutex::new(Some(inputs)), outputs: outs.to_vec() })
         });
         Recording { grad, tracing, node }
     }
@@ -304,6 +378,8 @@ impl Recording {
             device: device.clone(),
             requires_grad,
             provenance,
+            grad: Mutex::new(None),
+            retains_grad: AtomicBool::new(false),
         }))
     }
 }

@@ -126,7 +126,7 @@ fn provenance_is_recorded_only_when_needed() -> Result<()> {
     assert!(y.requires_grad());
     let node = &y.provenance().expect("recorded").node;
     assert_eq!(node.op.name(), "sum");
-    assert_eq!(node.inputs[0].provenance().unwrap().node.op, Op::Binary(BinaryOp::Mul));
+    assert_eq!(node.inputs().unwrap()[0].provenance().unwrap().node.op, Op::Binary(BinaryOp::Mul));
     {
         let _g = no_grad();
         assert!(w.mul(&x)?.provenance().is_none());

@@ -277,8 +277,8 @@ fn dispatch(op: &str, a: &Args, ins: &[Tensor], dev: &Device) -> R<Vec<Tensor>> 
         };
     }
     unary!(
-        neg, abs, exp, log, sqrt, rsqrt, sin, cos, tanh, sigmoid, relu, gelu, gelu_tanh, silu, softplus, recip, square,
-        sign, floor, ceil, round, sum_all, mean_all, max_all, min_all, t, contiguous,
+        neg, abs, exp, log, sqrt, rsqrt, sin, cos, tanh, sigmoid, relu, erf, gelu, gelu_tanh, silu, softplus, recip,
+        square, sign, floor, ceil, round, sum_all, mean_all, max_all, min_all, t, contiguous,
     );
     binary!(add, sub, mul, div, pow, maximum, minimum, eq, ne, lt, le, gt, ge, matmul);
     scalar!(add_scalar, sub_scalar, mul_scalar, div_scalar, pow_scalar, maximum_scalar, minimum_scalar);

@@ -32,6 +32,7 @@ fn unary_float<T: FloatDType>(op: UnaryOp, src: &[T], l: &Layout) -> Vec<T> {
         UnaryOp::Tanh => m!(|x| x.tanh()),
         UnaryOp::Sigmoid => m!(|x| one / (one + (-x).exp())),
         UnaryOp::Relu => m!(|x| if x < zero { zero } else { x }),
+        UnaryOp::Erf => m!(|x| x.erf()),
         UnaryOp::Gelu => {
             let inv_sqrt2 = <T::Acc as Float>::from_f64(std::f64::consts::FRAC_1_SQRT_2);
             m!(|x| x * half * (one + (x * inv_sqrt2).erf()))

@@ -53,6 +53,7 @@ impl Tensor {
         tanh => Tanh, "Hyperbolic tangent.";
         sigmoid => Sigmoid, "`1 / (1 + e^-x)`";
         relu => Relu, "`max(x, 0)`";
+        erf => Erf, "The error function.";
         gelu => Gelu, "Exact GELU, `x * Phi(x)` (erf form), as `F.gelu`.";
         gelu_tanh => GeluTanh, "GELU, tanh approximation, as `F.gelu(approximate='tanh')`.";
         silu => Silu, "`x * sigmoid(x)`";
