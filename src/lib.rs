@@ -17,3 +17,12 @@ pub mod prelude {
         AvgPool2dParams, Conv2dParams, ConvTranspose2dParams, DType, Device, MaxPool2dParams, Result, Shape, Tensor,
     };
 }
+
+// The Rust examples in the README and the autograd guide run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDocTests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/autograd.md")]
+struct AutogradGuideDocTests;
