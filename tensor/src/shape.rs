@@ -9,8 +9,14 @@ use std::fmt;
 pub type DimVec = SmallVec<[usize; 4]>;
 
 /// The extent of each dimension of a tensor, outermost first.
-#[derive(Eq, Hash, Default)]
+#[derive(Eq, Default)]
 pub struct Shape(DimVec);
+
+impl std::hash::Hash for Shape {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.as_slice().hash(state)
+    }
+}
 
 // Shapes are compared on every op; the derived comparison calls `memcmp`,
 // which costs more than the handful of dims being compared.
