@@ -70,7 +70,9 @@ pub fn gradcheck(f: impl Fn(&[Tensor]) -> Result<Tensor>, inputs: &[Tensor], opt
                 eval(&xs)
             };
             let numeric = (at(opts.eps)? - at(-opts.eps)?) / (2.0 * opts.eps);
-            if !((aj - numeric).abs() <= opts.atol + opts.rtol * numeric.abs()) {
+            // Written so that a NaN on either side fails.
+            let within = (aj - numeric).abs() <= opts.atol + opts.rtol * numeric.abs();
+            if !within {
                 return Err(Error::Autograd {
                     msg: format!(
                         "gradcheck: input {i} ({:?}) element {j}: analytic {aj} vs numeric {numeric}",

@@ -119,15 +119,15 @@ fn binary_ops_with_broadcasting() {
 fn scalar_ops() {
     let mut r = Rand::new(4);
     let x = r.randn_t(3, 4);
-    check("add_scalar", &[x.clone()], |t| t[0].add_scalar(1.5));
-    check("sub_scalar", &[x.clone()], |t| t[0].sub_scalar(1.5));
-    check("mul_scalar", &[x.clone()], |t| t[0].mul_scalar(-2.5));
-    check("div_scalar", &[x.clone()], |t| t[0].div_scalar(4.0));
-    check("maximum_scalar", &[x.clone()], |t| t[0].maximum_scalar(0.2));
-    check("minimum_scalar", &[x.clone()], |t| t[0].minimum_scalar(0.2));
+    check("add_scalar", std::slice::from_ref(&x), |t| t[0].add_scalar(1.5));
+    check("sub_scalar", std::slice::from_ref(&x), |t| t[0].sub_scalar(1.5));
+    check("mul_scalar", std::slice::from_ref(&x), |t| t[0].mul_scalar(-2.5));
+    check("div_scalar", std::slice::from_ref(&x), |t| t[0].div_scalar(4.0));
+    check("maximum_scalar", std::slice::from_ref(&x), |t| t[0].maximum_scalar(0.2));
+    check("minimum_scalar", std::slice::from_ref(&x), |t| t[0].minimum_scalar(0.2));
     let pos = r.uniform(&[3, 4], 0.5, 2.0);
-    check("pow_scalar", &[pos.clone()], |t| t[0].pow_scalar(2.5));
-    check("pow_scalar negative", &[pos.clone()], |t| t[0].pow_scalar(-1.5));
+    check("pow_scalar", std::slice::from_ref(&pos), |t| t[0].pow_scalar(2.5));
+    check("pow_scalar negative", std::slice::from_ref(&pos), |t| t[0].pow_scalar(-1.5));
     check("pow_scalar zero", &[pos], |t| t[0].pow_scalar(0.0));
 }
 
@@ -151,17 +151,17 @@ fn casts() {
 fn reductions() {
     let mut r = Rand::new(7);
     let x = r.randn(&[3, 4, 5]);
-    check("sum dim", &[x.clone()], |t| t[0].sum(1, false));
-    check("sum dims keepdim", &[x.clone()], |t| t[0].sum([0, 2], true));
+    check("sum dim", std::slice::from_ref(&x), |t| t[0].sum(1, false));
+    check("sum dims keepdim", std::slice::from_ref(&x), |t| t[0].sum([0, 2], true));
     check("sum_all", &[r.randn_t(3, 4)], |t| t[0].sum_all());
-    check("mean", &[x.clone()], |t| t[0].mean([-1], false));
-    check("max dim", &[x.clone()], |t| t[0].max(2, false));
-    check("min dims keepdim", &[x.clone()], |t| t[0].min([0, 1], true));
+    check("mean", std::slice::from_ref(&x), |t| t[0].mean([-1], false));
+    check("max dim", std::slice::from_ref(&x), |t| t[0].max(2, false));
+    check("min dims keepdim", std::slice::from_ref(&x), |t| t[0].min([0, 1], true));
     check("max_all", &[r.randn_t(3, 4)], |t| t[0].max_all());
     check("prod", &[r.uniform(&[3, 4], 0.5, 1.5)], |t| t[0].prod(1, false));
-    check("logsumexp", &[x.clone()], |t| t[0].logsumexp(1, true));
-    check("var", &[x.clone()], |t| t[0].var(2, 1, false));
-    check("var population", &[x.clone()], |t| t[0].var([0, 1], 0, true));
+    check("logsumexp", std::slice::from_ref(&x), |t| t[0].logsumexp(1, true));
+    check("var", std::slice::from_ref(&x), |t| t[0].var(2, 1, false));
+    check("var population", std::slice::from_ref(&x), |t| t[0].var([0, 1], 0, true));
     check("std", &[x], |t| t[0].std(1, 1, false));
 }
 
@@ -236,21 +236,23 @@ fn conv_transpose2d() {
 fn pooling() {
     let mut r = Rand::new(13);
     let x = r.randn(&[2, 3, 7, 6]);
-    check("max_pool2d k2", &[x.clone()], |t| t[0].max_pool2d(&MaxPool2dParams::new(2)));
+    check("max_pool2d k2", std::slice::from_ref(&x), |t| t[0].max_pool2d(&MaxPool2dParams::new(2)));
     let p = MaxPool2dParams { kernel: [3, 3], stride: [2, 2], padding: [1, 1], dilation: [1, 1], ceil_mode: true };
-    check("max_pool2d padded ceil", &[x.clone()], |t| t[0].max_pool2d(&p));
+    check("max_pool2d padded ceil", std::slice::from_ref(&x), |t| t[0].max_pool2d(&p));
     let p = MaxPool2dParams { kernel: [2, 2], stride: [1, 1], padding: [0, 0], dilation: [2, 2], ceil_mode: false };
-    check("max_pool2d dilated", &[x.clone()], |t| t[0].max_pool2d(&p));
-    check("max_pool2d with indices", &[x.clone()], |t| Ok(t[0].max_pool2d_with_indices(&MaxPool2dParams::new(3))?.0));
-    check("avg_pool2d k2", &[x.clone()], |t| t[0].avg_pool2d(&AvgPool2dParams::new(2)));
+    check("max_pool2d dilated", std::slice::from_ref(&x), |t| t[0].max_pool2d(&p));
+    check("max_pool2d with indices", std::slice::from_ref(&x), |t| {
+        Ok(t[0].max_pool2d_with_indices(&MaxPool2dParams::new(3))?.0)
+    });
+    check("avg_pool2d k2", std::slice::from_ref(&x), |t| t[0].avg_pool2d(&AvgPool2dParams::new(2)));
     for (ceil_mode, count_include_pad) in [(false, true), (false, false), (true, true), (true, false)] {
         let p = AvgPool2dParams { kernel: [3, 2], stride: [2, 2], padding: [1, 1], ceil_mode, count_include_pad };
-        check(&format!("avg_pool2d ceil {ceil_mode} include_pad {count_include_pad}"), &[x.clone()], |t| {
+        check(&format!("avg_pool2d ceil {ceil_mode} include_pad {count_include_pad}"), std::slice::from_ref(&x), |t| {
             t[0].avg_pool2d(&p)
         });
     }
-    check("adaptive 3x2", &[x.clone()], |t| t[0].adaptive_avg_pool2d([3, 2]));
-    check("adaptive 5x4 (overlapping)", &[x.clone()], |t| t[0].adaptive_avg_pool2d([5, 4]));
+    check("adaptive 3x2", std::slice::from_ref(&x), |t| t[0].adaptive_avg_pool2d([3, 2]));
+    check("adaptive 5x4 (overlapping)", std::slice::from_ref(&x), |t| t[0].adaptive_avg_pool2d([5, 4]));
     check("adaptive 1x1", &[x.permute([0, 1, 3, 2]).unwrap()], |t| t[0].adaptive_avg_pool2d([1, 1]));
 }
 
