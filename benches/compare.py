@@ -89,7 +89,7 @@ def read_torch(path):
     return rows
 
 
-ORDER = ["matmul_f32", "conv2d_f32", "add_f32", "sum_all_f32", "softmax_f32"]
+ORDER = ["matmul_f32", "conv2d_f32", "add_f32", "sum_all_f32", "softmax_f32", "chain10_f32", "simple_cnn_train_f32"]
 
 
 def sort_key(name):
@@ -115,7 +115,7 @@ def main():
                                                                      os.pardir, "target")
         crit_dir = os.path.join(target, "criterion")
     if not os.path.isdir(crit_dir):
-        sys.exit(f"error: criterion directory {crit_dir} not found (run `cargo bench --bench tensor_ops` first)")
+        sys.exit(f"error: criterion directory {crit_dir} not found (run `cargo bench --bench tensor_ops` / `--bench autograd` first)")
 
     oar = read_criterion(crit_dir)
     torch = dict(read_torch(args.torch_tsv))

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""PyTorch (CPU) counterparts of the criterion benches in benches/tensor_ops.rs.
+"""PyTorch (CPU) counterparts of the criterion benches in benches/tensor_ops.rs and
+benches/autograd.rs.
 
 Usage:
   /root/venv-ref/bin/python benches/torch_ops.py --threads 2 [--repeats 11] [--block-ms 150]
@@ -15,6 +16,9 @@ warm up for --warmup-s seconds, calibrate an iteration count k so a timed block 
 ~--block-ms ms, then time --repeats blocks of k iterations and report the median
 per-iteration time over blocks. Before the timed blocks we wait (up to --max-wait
 seconds, default $BENCH_MAX_WAIT or 30) for other processes to go quiet.
+
+Autograd workloads (forward + backward, as benches/autograd.rs) always run with grad
+mode on; --inference-mode applies only to the others.
 """
 import argparse
 import os
@@ -31,7 +35,8 @@ ap.add_argument("--max-wait", type=float, default=float(os.environ.get("BENCH_MA
                      "(default: $BENCH_MAX_WAIT or 30; 0 disables)")
 ap.add_argument("--only", type=str, default="", help="regex; run only workloads whose name matches")
 ap.add_argument("--inference-mode", action="store_true",
-                help="run all ops under torch.inference_mode() (default: plain tensors, requires_grad=False)")
+                help="run the forward-only workloads under torch.inference_mode() (default: plain tensors, "
+                     "requires_grad=False); autograd workloads always run with grad mode on")
 args = ap.parse_args()
 
 # Thread env vars must be set before torch (and its OpenMP/MKL runtimes) is imported.
@@ -125,13 +130,14 @@ def loop(op):
 
 
 # ----------------------------------------------------------------- workloads
-# name -> block(k). Names match the criterion ids in benches/tensor_ops.rs.
+# (name, make, grad): make() -> block(k). Names match the criterion ids in
+# benches/tensor_ops.rs and benches/autograd.rs; grad=True marks autograd workloads.
 WORKLOADS = []
 
 
-def workload(name):
+def workload(name, grad=False):
     def deco(make):
-        WORKLOADS.append((name, make))
+        WORKLOADS.append((name, make, grad))
         return make
     return deco
 
@@ -184,6 +190,64 @@ def _mk():
     return loop(lambda: torch.softmax(s, dim=1))
 
 
+# --------------------------------------------------------------- autograd
+# Forward + backward per iteration, as benches/autograd.rs (see the tables there).
+# Each iteration first clears the gradients (`p.grad = None`, as Oar's zero_grad).
+
+
+def zero_grads(params):
+    for p in params:
+        p.grad = None
+
+
+@workload("chain10_f32/16", grad=True)
+def _mk():
+    n = 16
+    x = torch.randn(n).requires_grad_()
+    w = torch.randn(n).requires_grad_()
+    b, c = torch.randn(n), torch.randn(n)
+    params = (x, w)
+
+    def block(k):
+        for _ in range(k):
+            zero_grads(params)
+            y = x * w                 # 1 mul
+            h = y + b                 # 2 add
+            h = torch.tanh(h)         # 3 tanh
+            h = h * x                 # 4 mul
+            h = torch.sigmoid(h)      # 5 sigmoid
+            h = h - c                 # 6 sub
+            h = torch.exp(h)          # 7 exp
+            h = h * y                 # 8 mul
+            h = h + x                 # 9 add
+            h = torch.square(h)       # 10 square
+            h.sum().backward()
+    return block
+
+
+@workload("simple_cnn_train_f32/64", grad=True)
+def _mk():
+    batch = 64
+    x = torch.randn(batch, 3, 32, 32)
+    targets = torch.arange(batch, dtype=torch.int64) % 10
+    # Scaled normals, as the Rust bench (values do not affect timing).
+    conv_w = (torch.randn(10, 3, 3, 3) * 0.1).requires_grad_()
+    conv_b = (torch.randn(10) * 0.1).requires_grad_()
+    fc_w = (torch.randn(10, 10 * 15 * 15) * 0.02).requires_grad_()
+    fc_b = (torch.randn(10) * 0.02).requires_grad_()
+    params = (conv_w, conv_b, fc_w, fc_b)
+
+    def block(k):
+        for _ in range(k):
+            zero_grads(params)
+            h = F.conv2d(x, conv_w, conv_b)
+            h = torch.flatten(F.max_pool2d(F.relu(h), 2), 1)
+            logits = h @ fc_w.t() + fc_b
+            loss = -F.log_softmax(logits, 1).gather(1, targets.unsqueeze(1)).mean()
+            loss.backward()
+    return block
+
+
 def main():
     print(f"# torch {torch.__version__} threads={torch.get_num_threads()} interop={torch.get_num_interop_threads()} "
           f"cpu_capability={torch.backends.cpu.get_cpu_capability()} mkldnn={torch.backends.mkldnn.is_available()} "
@@ -191,10 +255,10 @@ def main():
           f"python={sys.version.split()[0]}", flush=True)
     print("# name\tmedian_s_per_iter   (comment lines: min/max over blocks, iters per block, "
           "mean CPU cores used by other processes)", flush=True)
-    ctx = torch.inference_mode if args.inference_mode else contextlib.nullcontext
-    for name, make in WORKLOADS:
+    for name, make, grad in WORKLOADS:
         if ONLY and not ONLY.search(name):
             continue
+        ctx = torch.inference_mode if args.inference_mode and not grad else contextlib.nullcontext
         with ctx():
             med, mn, mx, k, load = bench(make())
         print(f"# {name}: min={mn:.6g}s max={mx:.6g}s iters/block={k} load={load:.2f}", flush=True)
