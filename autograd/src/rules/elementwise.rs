@@ -1,6 +1,6 @@
 //! VJPs of element-wise ops: unary math, clamp, binary (tensor and scalar), `where`.
 
-use super::{as_float, scalar, sum_to, Ctx, Grads};
+use super::{as_float, scalar, sum_to, when, Ctx, Grads};
 use oar_tensor::{BinaryOp, Result, Tensor, UnaryOp};
 use std::f64::consts::{FRAC_1_SQRT_2, PI};
 
@@ -67,10 +67,21 @@ pub(super) fn clamp(c: &Ctx<'_>, g: &Tensor, min: Option<f64>, max: Option<f64>)
 
 pub(super) fn binary(op: BinaryOp, c: &Ctx<'_>, g: &Tensor) -> Result<Grads> {
     let (x, y) = (c.x(0), c.x(1));
+    let (nx, ny) = (c.needs(0), c.needs(1));
+    // The cheap, common ops compute only what is needed.
+    let simple = match op {
+        BinaryOp::Add => Some((when(nx, || Ok(g.clone()))?, when(ny, || Ok(g.clone()))?)),
+        BinaryOp::Sub => Some((when(nx, || Ok(g.clone()))?, when(ny, || g.neg())?)),
+        BinaryOp::Mul => Some((when(nx, || g.mul(y))?, when(ny, || g.mul(x))?)),
+        _ => None,
+    };
+    if let Some((gx, gy)) = simple {
+        let gx = gx.map(|g| sum_to(&g, x.shape())).transpose()?;
+        let gy = gy.map(|g| sum_to(&g, y.shape())).transpose()?;
+        return Ok(vec![gx, gy]);
+    }
     let (gx, gy) = match op {
-        BinaryOp::Add => (g.clone(), g.clone()),
-        BinaryOp::Sub => (g.clone(), g.neg()?),
-        BinaryOp::Mul => (g.mul(y)?, g.mul(x)?),
+        BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul => unreachable!("handled above"),
         BinaryOp::Div => {
             let gx = g.div(y)?;
             (gx.clone(), gx.mul(c.out(0)?)?.neg()?)

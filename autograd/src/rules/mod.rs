@@ -26,6 +26,12 @@ impl Ctx<'_> {
         &self.inputs[i]
     }
 
+    /// Whether input `i` wants a gradient: rules skip the work for the rest
+    /// (constants, the data batch of a first layer).
+    pub fn needs(&self, i: usize) -> bool {
+        self.inputs[i].requires_grad()
+    }
+
     /// Output `i` of the node (kept alive by its consumers during the pass).
     pub fn out(&self, i: usize) -> Result<&Tensor> {
         self.outputs[i].as_ref().ok_or_else(|| Error::Autograd {
@@ -69,6 +75,11 @@ pub(crate) fn vjp(op: &Op, inputs: &[Tensor], outputs: &[Option<Tensor>], grads:
         Op::Contiguous => Ok(vec![Some(g.clone())]),
         Op::ToDevice(_) => Ok(vec![Some(g.to_device(c.x(0).device())?)]),
     }
+}
+
+/// `f()` when `need`, else `None`.
+pub(crate) fn when(need: bool, f: impl FnOnce() -> Result<Tensor>) -> Result<Option<Tensor>> {
+    need.then(f).transpose()
 }
 
 /// Sums a broadcast gradient back to `shape` (the input's shape before

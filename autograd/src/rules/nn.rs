@@ -1,14 +1,14 @@
 //! VJPs of matmul, convolutions and pooling.
 
-use super::{sum_to, Ctx, Grads};
+use super::{sum_to, when, Ctx, Grads};
 use oar_tensor::{no_grad, AvgPool2dParams, Conv2dParams, ConvTranspose2dParams, Result, Tensor};
 
 /// `a @ b`: `g @ b^T` and `a^T @ g`, summed over broadcast batch dims.
 pub(super) fn matmul(c: &Ctx<'_>, g: &Tensor) -> Result<Grads> {
     let (a, b) = (c.x(0), c.x(1));
-    let ga = g.matmul(&b.transpose(-1, -2)?)?;
-    let gb = a.transpose(-1, -2)?.matmul(g)?;
-    Ok(vec![Some(sum_to(&ga, a.shape())?), Some(sum_to(&gb, b.shape())?)])
+    let ga = when(c.needs(0), || sum_to(&g.matmul(&b.transpose(-1, -2)?)?, a.shape()))?;
+    let gb = when(c.needs(1), || sum_to(&a.transpose(-1, -2)?.matmul(g)?, b.shape()))?;
+    Ok(vec![ga, gb])
 }
 
 /// The weight gradient of a convolution of `input` that produced `grad_out`:
@@ -41,10 +41,7 @@ fn conv_weight_grad(
 }
 
 fn bias_grad(c: &Ctx<'_>, g: &Tensor) -> Result<Option<Tensor>> {
-    match c.inputs.len() {
-        3 => Ok(Some(g.sum([0, 2, 3], false)?)),
-        _ => Ok(None),
-    }
+    when(c.needs(2), || g.sum([0, 2, 3], false))
 }
 
 pub(super) fn conv2d(p: &Conv2dParams, c: &Ctx<'_>, g: &Tensor) -> Result<Grads> {
@@ -64,9 +61,9 @@ pub(super) fn conv2d(p: &Conv2dParams, c: &Ctx<'_>, g: &Tensor) -> Result<Grads>
         dilation: p.dilation,
         groups: p.groups,
     };
-    let gx = g.conv_transpose2d(w, None, &tp)?;
-    let gw = conv_weight_grad(x, g, p.stride, p.padding, p.dilation, p.groups, k)?;
-    let mut grads = vec![Some(gx), Some(gw)];
+    let gx = when(c.needs(0), || g.conv_transpose2d(w, None, &tp))?;
+    let gw = when(c.needs(1), || conv_weight_grad(x, g, p.stride, p.padding, p.dilation, p.groups, k))?;
+    let mut grads = vec![gx, gw];
     if c.inputs.len() == 3 {
         grads.push(bias_grad(c, g)?);
     }
@@ -78,11 +75,11 @@ pub(super) fn conv_transpose2d(p: &ConvTranspose2dParams, c: &Ctx<'_>, g: &Tenso
     let k = [w.dims()[2], w.dims()[3]];
     let cp = Conv2dParams { stride: p.stride, padding: p.padding, dilation: p.dilation, groups: p.groups };
     // The forward's output_padding rows are never read back: crop to x's size.
-    let gx = g.conv2d(w, None, &cp)?.narrow(2, 0, x.dims()[2])?.narrow(3, 0, x.dims()[3])?;
+    let gx = when(c.needs(0), || g.conv2d(w, None, &cp)?.narrow(2, 0, x.dims()[2])?.narrow(3, 0, x.dims()[3]))?;
     // The transpose's weight gradient is the convolution weight gradient with
     // the roles of input and output swapped.
-    let gw = conv_weight_grad(g, x, p.stride, p.padding, p.dilation, p.groups, k)?;
-    let mut grads = vec![Some(gx), Some(gw)];
+    let gw = when(c.needs(1), || conv_weight_grad(g, x, p.stride, p.padding, p.dilation, p.groups, k))?;
+    let mut grads = vec![gx, gw];
     if c.inputs.len() == 3 {
         grads.push(bias_grad(c, g)?);
     }
