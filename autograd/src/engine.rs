@@ -67,7 +67,7 @@ impl Graph {
                 ))
             })?;
             let n = p.node.outputs.len();
-            let mut outputs = vec![None; n];
+            let mut outputs: Vec<Option<Tensor>> = (0..n).map(|i| p.node.kept_output(i)).collect();
             outputs[p.output] = Some(t.clone());
             nodes.insert(k, Pending { node: p.node.clone(), inputs, outputs, grads: vec![None; n] });
             stack.push((p.node.clone(), 0));

@@ -56,6 +56,10 @@ pub struct Node {
     inputs: Mutex<Option<Vec<Tensor>>>,
     /// Metadata of every output, so consumers need not keep outputs alive.
     pub outputs: Vec<TensorMeta>,
+    /// Non-float outputs a backward rule reads (max_pool2d's indices), kept
+    /// even when the caller drops them. They carry no provenance outside a
+    /// trace, so this makes no reference cycle; during a trace nothing is kept.
+    kept: Mutex<Vec<(usize, Tensor)>>,
 }
 
 impl Node {
@@ -68,6 +72,16 @@ impl Node {
     /// a backward pass does unless asked to retain the graph).
     pub fn release(&self) {
         self.lock().take();
+        self.kept_lock().clear();
+    }
+
+    /// Output `index` if the node kept it (see the `kept` field).
+    pub fn kept_output(&self, index: usize) -> Option<Tensor> {
+        self.kept_lock().iter().find(|(i, _)| *i == index).map(|(_, t)| t.clone())
+    }
+
+    fn kept_lock(&self) -> std::sync::MutexGuard<'_, Vec<(usize, Tensor)>> {
+        self.kept.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn is_released(&self) -> bool {
@@ -326,6 +340,10 @@ impl Tensor {
         for (i, (storage, meta)) in storages.into_iter().zip(outs).enumerate() {
             result.push(rec.output(i, storage, Layout::contiguous(meta.shape), device));
         }
+        if let (Some(node), false) = (&rec.node, rec.tracing) {
+            let mut kept = node.kept_lock();
+            kept.extend(result.iter().enumerate().filter(|(_, t)| !t.dtype().is_float()).map(|(i, t)| (i, t.clone())));
+        }
         Ok(result)
     }
 
@@ -357,7 +375,12 @@ impl Recording {
         let tracing = mode.tracing();
         let node = (grad || tracing).then(|| {
             let inputs = inputs.iter().map(|t| (*t).clone()).collect();
-            Arc::new(Node { op, inputs: Mutex::new(Some(inputs)), outputs: outs.to_vec() })
+            Arc::new(Node {
+                op,
+                inputs: Mutex::new(Some(inputs)),
+                outputs: outs.to_vec(),
+                kept: Mutex::new(Vec::new()),
+            })
         });
         Recording { grad, tracing, node }
     }
