@@ -28,21 +28,8 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use oar::prelude::*;
 
-fn randn(shape: &[usize]) -> Tensor {
-    Tensor::randn(shape, DType::F32, &Device::cpu()).expect("randn")
-}
-
-fn bench_threads() -> usize {
-    match std::env::var("OAR_BENCH_THREADS") {
-        Ok(v) => v
-            .trim()
-            .parse::<usize>()
-            .ok()
-            .filter(|&n| n > 0)
-            .unwrap_or_else(|| panic!("OAR_BENCH_THREADS must be a positive integer, got {v:?}")),
-        Err(_) => 2,
-    }
-}
+mod common;
+use common::randn;
 
 fn matmul(c: &mut Criterion) {
     let mut g = c.benchmark_group("matmul_f32");
@@ -127,10 +114,7 @@ fn elementwise(c: &mut Criterion) {
 }
 
 fn main() {
-    let threads = bench_threads();
-    oar::set_num_threads(threads);
-    oar::manual_seed(0);
-    eprintln!("oar tensor_ops benches: {} kernel thread(s) (OAR_BENCH_THREADS)", oar::num_threads());
+    common::init("tensor_ops");
 
     let mut c = Criterion::default().configure_from_args();
     matmul(&mut c);
