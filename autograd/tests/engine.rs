@@ -243,9 +243,26 @@ fn backward_from_a_leaf() -> Result<()> {
 
 #[test]
 fn multi_output_op_with_unused_indices() -> Result<()> {
-    // max_pool2d's indices are dropped by the caller; backward recomputes them.
+    // max_pool2d's indices are dropped by the caller: the node keeps them.
     let x = leaf(&[1.0, 5.0, 2.0, 3.0], &[1, 1, 2, 2]);
-    x.max_pool2d(&oar_tensor::MaxPool2dParams::new(2))?.sum_all()?.backward()?;
+    let y = x.max_pool2d(&oar_tensor::MaxPool2dParams::new(2))?;
+    assert!(y.provenance().unwrap().node.kept_output(1).is_some());
+    y.sum_all()?.backward()?;
     assert_eq!(vals(&x.grad().unwrap()), vec![0.0, 1.0, 0.0, 0.0]);
+    Ok(())
+}
+
+#[test]
+fn max_pool_indices_are_recomputed_during_a_trace() -> Result<()> {
+    // A trace keeps nothing in nodes (no cycles through traced outputs), so
+    // the rule recomputes the indices.
+    let x = leaf(&[1.0, 5.0, 2.0, 3.0, 0.0, -1.0, 9.0, 4.0], &[1, 2, 2, 2]);
+    {
+        let _trace = oar_tensor::start_trace();
+        let y = x.max_pool2d(&oar_tensor::MaxPool2dParams::new(2))?;
+        assert!(y.provenance().unwrap().node.kept_output(1).is_none());
+        y.sum_all()?.backward()?;
+    }
+    assert_eq!(vals(&x.grad().unwrap()), vec![0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
     Ok(())
 }

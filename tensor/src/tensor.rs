@@ -56,9 +56,11 @@ pub struct Node {
     inputs: Mutex<Option<Vec<Tensor>>>,
     /// Metadata of every output, so consumers need not keep outputs alive.
     pub outputs: Vec<TensorMeta>,
-    /// Non-float outputs a backward rule reads (max_pool2d's indices), kept
-    /// even when the caller drops them. They carry no provenance outside a
-    /// trace, so this makes no reference cycle; during a trace nothing is kept.
+    /// Non-float secondary outputs of multi-output ops (max_pool2d's indices),
+    /// which a backward rule reads even when the caller dropped them. They
+    /// carry no provenance outside a trace, so this makes no reference cycle;
+    /// during a trace nothing is kept. A single-output op's result is what the
+    /// caller holds, so nothing is kept for those.
     kept: Mutex<Vec<(usize, Tensor)>>,
 }
 
@@ -340,7 +342,7 @@ impl Tensor {
         for (i, (storage, meta)) in storages.into_iter().zip(outs).enumerate() {
             result.push(rec.output(i, storage, Layout::contiguous(meta.shape), device));
         }
-        if let (Some(node), false) = (&rec.node, rec.tracing) {
+        if let (Some(node), false, true) = (&rec.node, rec.tracing, result.len() > 1) {
             let mut kept = node.kept_lock();
             kept.extend(result.iter().enumerate().filter(|(_, t)| !t.dtype().is_float()).map(|(i, t)| (i, t.clone())));
         }

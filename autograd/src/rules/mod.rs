@@ -34,9 +34,14 @@ impl Ctx<'_> {
 
     /// Output `i` of the node (kept alive by its consumers during the pass).
     pub fn out(&self, i: usize) -> Result<&Tensor> {
-        self.outputs[i].as_ref().ok_or_else(|| Error::Autograd {
+        self.maybe_out(i).ok_or_else(|| Error::Autograd {
             msg: format!("internal error: output {i} of the node is not available to its VJP"),
         })
+    }
+
+    /// Output `i` when something kept it alive.
+    pub fn maybe_out(&self, i: usize) -> Option<&Tensor> {
+        self.outputs[i].as_ref()
     }
 }
 

@@ -89,10 +89,10 @@ pub(super) fn conv_transpose2d(p: &ConvTranspose2dParams, c: &Ctx<'_>, g: &Tenso
 /// The gradient goes to each window's maximum (the recorded indices).
 pub(super) fn max_pool2d(c: &Ctx<'_>, g: &Tensor) -> Result<Grads> {
     let x = c.x(0);
-    let indices = match c.out(1) {
-        Ok(i) => i.clone(),
-        // Nobody kept the indices (plain `max_pool2d`): recompute them.
-        Err(_) => {
+    let indices = match c.maybe_out(1) {
+        Some(i) => i.clone(),
+        // Only during a trace are dropped indices not kept by the node: recompute them.
+        None => {
             let _g = no_grad();
             Tensor::apply(c.op.clone(), &[x])?.swap_remove(1)
         }
