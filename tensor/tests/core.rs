@@ -190,31 +190,38 @@ fn large_parallel_paths_match_sequential_math() -> Result<()> {
     Ok(())
 }
 
+/// One conv case `(n, c, o, h, w, kh, kw, pad, dil)`, stride 1: f32 takes the
+/// direct AVX-512 kernels where the CPU has them; f64 always takes im2col +
+/// gemm, an independent reference.
+fn assert_direct_conv_matches_gemm(g: &mut Generator, case: [usize; 9]) -> Result<()> {
+    let [n, c, o, h, w, kh, kw, pad, dil] = case;
+    let x = Tensor::randn_with(g, [n, c, h, w], DType::F64, &cpu())?;
+    let wt = Tensor::randn_with(g, [o, c, kh, kw], DType::F64, &cpu())?;
+    let b = Tensor::randn_with(g, [o], DType::F64, &cpu())?;
+    let p = Conv2dParams { padding: [pad, pad], dilation: [dil, dil], ..Default::default() };
+    let want = x.conv2d(&wt, Some(&b), &p)?;
+    let f = |t: &Tensor| t.to_dtype(DType::F32);
+    let got = f(&x)?.conv2d(&f(&wt)?, Some(&f(&b)?), &p)?.to_dtype(DType::F64)?;
+    assert_eq!(got.dims(), want.dims());
+    let err = got.sub(&want)?.abs()?.max_all()?.item()?;
+    assert!(err < 1e-4, "case {case:?}: max error {err}");
+    Ok(())
+}
+
 #[test]
 fn direct_conv_kernels_match_the_gemm_path() -> Result<()> {
-    // f32 stride-1 convs with few channels take the direct AVX-512 kernels (where
-    // the CPU has them); f64 always takes im2col + gemm: an independent reference.
     let mut g = Generator::new(11);
     let cases = [
-        // (n, c, o, h, w, k, pad, dil)
-        (2, 3, 10, 9, 33, 3, 0, 1),  // pixel tiles, partial channel block, two segments
-        (1, 1, 6, 28, 28, 5, 2, 1),  // LeNet conv1
-        (3, 6, 16, 14, 14, 5, 0, 1), // channel tiles (o % 16 == 0), 10-pixel rows
-        (2, 2, 32, 7, 21, 3, 1, 2),  // channel tiles, dilation, padding, partial pixel tile
-        (1, 4, 1, 5, 5, 1, 0, 1),    // one output channel, 1x1 kernel
-        (2, 5, 17, 6, 40, 3, 1, 1),  // 17 channels: 8 + 8 + 1
+        // [n, c, o, h, w, kh, kw, pad, dil]
+        [2, 3, 10, 9, 33, 3, 3, 0, 1],  // pixel tiles, partial channel block, two segments
+        [1, 1, 6, 28, 28, 5, 5, 2, 1],  // LeNet conv1
+        [3, 6, 16, 14, 14, 5, 5, 0, 1], // channel tiles (o % 16 == 0), 10-pixel rows
+        [2, 2, 32, 7, 21, 3, 3, 1, 2],  // channel tiles, dilation, padding, partial pixel tile
+        [1, 4, 1, 5, 5, 1, 1, 0, 1],    // one output channel, 1x1 kernel
+        [2, 5, 17, 6, 40, 3, 3, 1, 1],  // 17 channels: 8 + 8 + 1
     ];
-    for (n, c, o, h, w, k, pad, dil) in cases {
-        let x = Tensor::randn_with(&mut g, [n, c, h, w], DType::F64, &cpu())?;
-        let wt = Tensor::randn_with(&mut g, [o, c, k, k], DType::F64, &cpu())?;
-        let b = Tensor::randn_with(&mut g, [o], DType::F64, &cpu())?;
-        let p = Conv2dParams { padding: [pad, pad], dilation: [dil, dil], ..Default::default() };
-        let want = x.conv2d(&wt, Some(&b), &p)?;
-        let f = |t: &Tensor| t.to_dtype(DType::F32);
-        let got = f(&x)?.conv2d(&f(&wt)?, Some(&f(&b)?), &p)?.to_dtype(DType::F64)?;
-        assert_eq!(got.dims(), want.dims());
-        let err = got.sub(&want)?.abs()?.max_all()?.item()?;
-        assert!(err < 1e-4, "case {:?}: max error {err}", (n, c, o, h, w, k, pad, dil));
+    for case in cases {
+        assert_direct_conv_matches_gemm(&mut g, case)?;
     }
     Ok(())
 }
@@ -223,28 +230,19 @@ fn direct_conv_kernels_match_the_gemm_path() -> Result<()> {
 fn direct_conv_channel_tiles_match_the_gemm_path() -> Result<()> {
     // o % 16 == 0 takes the channel tiles: 3- and 5-wide undilated kernel rows
     // broadcast each input once per row, other widths once per tap; rows wider
-    // than 12 pixels split into near-equal tiles. f64 is the gemm reference.
+    // than 12 pixels split into near-equal tiles.
     let mut g = Generator::new(12);
     let cases = [
-        // (n, c, o, h, w, kh, kw, pad, dil)
-        (2, 3, 16, 12, 30, 3, 3, 1, 1), // 3-wide, padding, 30 = 10 + 10 + 10 pixels
-        (1, 2, 32, 9, 27, 2, 5, 2, 1),  // 5-wide, two channel blocks, 27 = 9 + 9 + 9
-        (2, 4, 16, 8, 13, 3, 2, 0, 1),  // 2-wide (broadcast per tap), 12 = 6 + 6
-        (1, 3, 16, 5, 7, 1, 1, 0, 1),   // 1x1
-        (1, 2, 16, 11, 11, 5, 3, 0, 2), // 3-wide but dilated
-        (2, 1, 16, 6, 17, 4, 5, 0, 1),  // 13 = 7 + 6 pixels
+        // [n, c, o, h, w, kh, kw, pad, dil]
+        [2, 3, 16, 12, 30, 3, 3, 1, 1], // 3-wide, padding, 30 = 10 + 10 + 10 pixels
+        [1, 2, 32, 9, 27, 2, 5, 2, 1],  // 5-wide, two channel blocks, 27 = 9 + 9 + 9
+        [2, 4, 16, 8, 13, 3, 2, 0, 1],  // 2-wide (broadcast per tap), 12 = 6 + 6
+        [1, 3, 16, 5, 7, 1, 1, 0, 1],   // 1x1
+        [1, 2, 16, 11, 11, 5, 3, 0, 2], // 3-wide but dilated
+        [2, 1, 16, 6, 17, 4, 5, 0, 1],  // 13 = 7 + 6 pixels
     ];
-    for (n, c, o, h, w, kh, kw, pad, dil) in cases {
-        let x = Tensor::randn_with(&mut g, [n, c, h, w], DType::F64, &cpu())?;
-        let wt = Tensor::randn_with(&mut g, [o, c, kh, kw], DType::F64, &cpu())?;
-        let b = Tensor::randn_with(&mut g, [o], DType::F64, &cpu())?;
-        let p = Conv2dParams { padding: [pad, pad], dilation: [dil, dil], ..Default::default() };
-        let want = x.conv2d(&wt, Some(&b), &p)?;
-        let f = |t: &Tensor| t.to_dtype(DType::F32);
-        let got = f(&x)?.conv2d(&f(&wt)?, Some(&f(&b)?), &p)?.to_dtype(DType::F64)?;
-        assert_eq!(got.dims(), want.dims());
-        let err = got.sub(&want)?.abs()?.max_all()?.item()?;
-        assert!(err < 1e-4, "case {:?}: max error {err}", (n, c, o, h, w, kh, kw, pad, dil));
+    for case in cases {
+        assert_direct_conv_matches_gemm(&mut g, case)?;
     }
     Ok(())
 }

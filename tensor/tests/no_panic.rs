@@ -259,7 +259,7 @@ fn random_call(r: &mut Rng) -> (usize, String, Call) {
     let call: Call = match family {
         0 | 1 => {
             let x = t!();
-            let which = r.below(21);
+            let which = r.below(22);
             let _ = write!(d, "unary#{which}");
             Box::new(move || {
                 let y = match which {
@@ -283,6 +283,7 @@ fn random_call(r: &mut Rng) -> (usize, String, Call) {
                     17 => x.sign(),
                     18 => x.floor(),
                     19 => x.ceil(),
+                    20 => x.erf(),
                     _ => x.round(),
                 }?;
                 touch(&y)
