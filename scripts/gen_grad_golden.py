@@ -261,6 +261,24 @@ def gen_half_flow():
         put(f"{name}.grad.w", w.grad)
 
 
+def grad_penalty_case(name, inputs, f, unused):
+    """Stores a gradient-penalty case: g = d f(x) / dx (create_graph), penalty = sum(g^2), and the
+    penalty's gradients w.r.t. every input but `unused` (which does not influence g: PyTorch leaves
+    its .grad as None, so nothing is stored for it).  Extra key: <case>.g."""
+    for k, v in inputs.items():
+        put(f"{name}.{k}", v)
+    ts = {k: v.clone().requires_grad_(True) for k, v in inputs.items()}
+    (g,) = torch.autograd.grad(f(ts), ts["x"], create_graph=True, retain_graph=True)
+    penalty = g.square().sum()
+    penalty.backward()
+    assert ts[unused].grad is None
+    put(f"{name}.g", g)
+    put(f"{name}.loss", penalty)
+    for k in inputs:
+        if k != unused:
+            put(f"{name}.grad.{k}", ts[k].grad)
+
+
 def gen_grad_penalty():
     """f. Gradient penalty: f(x) = act(x W1^T + b1) W2^T + b2; g = d sum f(x) / dx (create_graph);
     penalty = sum(g^2); gradients of the penalty w.r.t. W1, b1, W2 and x.
@@ -277,18 +295,12 @@ def gen_grad_penalty():
             "w2": r.linear(6, 3, 6, dtype=F64),
             "b2": r.linear(6, 3, dtype=F64),
         }
-        for k, v in inputs.items():
-            put(f"{name}.{k}", v)
-        ts = {k: v.clone().requires_grad_(True) for k, v in inputs.items()}
-        y = linear(act(linear(ts["x"], ts["w1"], ts["b1"])), ts["w2"], ts["b2"]).sum()
-        (g,) = torch.autograd.grad(y, ts["x"], create_graph=True, retain_graph=True)
-        penalty = g.square().sum()
-        penalty.backward()
-        assert ts["b2"].grad is None
-        put(f"{name}.g", g)
-        put(f"{name}.loss", penalty)
-        for k in ("x", "w1", "b1", "w2"):
-            put(f"{name}.grad.{k}", ts[k].grad)
+        grad_penalty_case(
+            name,
+            inputs,
+            lambda ts: linear(act(linear(ts["x"], ts["w1"], ts["b1"])), ts["w2"], ts["b2"]).sum(),
+            unused="b2",
+        )
 
 
 def gen_convnet():
@@ -334,19 +346,12 @@ def gen_grad_penalty_cnn():
         "fc_w": r.linear(27, 2, 27, dtype=F64),
         "fc_b": r.linear(27, 2, dtype=F64),
     }
-    for k, v in inputs.items():
-        put(f"{name}.{k}", v)
-    ts = {k: v.clone().requires_grad_(True) for k, v in inputs.items()}
-    h = F.max_pool2d(F.softplus(F.conv2d(ts["x"], ts["conv_w"], ts["conv_b"], padding=1)), 2)
-    y = linear(h.flatten(1), ts["fc_w"], ts["fc_b"]).sum()
-    (g,) = torch.autograd.grad(y, ts["x"], create_graph=True, retain_graph=True)
-    penalty = g.square().sum()
-    penalty.backward()
-    assert ts["fc_b"].grad is None
-    put(f"{name}.g", g)
-    put(f"{name}.loss", penalty)
-    for k in ("x", "conv_w", "conv_b", "fc_w"):
-        put(f"{name}.grad.{k}", ts[k].grad)
+
+    def f(ts):
+        h = F.max_pool2d(F.softplus(F.conv2d(ts["x"], ts["conv_w"], ts["conv_b"], padding=1)), 2)
+        return linear(h.flatten(1), ts["fc_w"], ts["fc_b"]).sum()
+
+    grad_penalty_case(name, inputs, f, unused="fc_b")
 
 
 # ----------------------------------------------------------------------------- main
