@@ -2,9 +2,10 @@
 //! topological order, apply one VJP rule per node, accumulate into leaves.
 
 use crate::rules::vjp;
-use oar_tensor::{no_grad, set_grad_enabled, DType, Error, Node, Result, Tensor, TensorId};
+use oar_tensor::{no_grad, set_grad_enabled, DType, Error, Node, NodeInputs, NodeRef, Result, Tensor, TensorId};
+use smallvec::{smallvec, SmallVec};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// How a backward pass treats the graph it walks.
 #[derive(Clone, Copy, Debug, Default)]
@@ -23,72 +24,128 @@ fn err(msg: impl Into<String>) -> Error {
 
 type NodeKey = usize;
 
-fn key(node: &Arc<Node>) -> NodeKey {
-    Arc::as_ptr(node) as usize
+fn key(node: &NodeRef) -> NodeKey {
+    &**node as *const Node as usize
 }
+
+/// Hashes the engine's keys (node addresses, tensor ids), which are unique
+/// integers already: one widening multiply mixes them. SipHash's resistance
+/// to chosen keys buys nothing here and cost ~15% of a small backward pass.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(self.0 ^ u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        let p = u128::from(n ^ self.0) * 0x9E37_79B9_7F4A_7C15;
+        self.0 = (p as u64) ^ ((p >> 64) as u64);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type KeyMap<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
 
 /// One node of the walked graph: its recorded inputs, its outputs as seen by
 /// consumers (needed by rules such as `exp`, whose VJP uses the output), and
 /// the incoming output gradients.
 struct Pending {
-    node: Arc<Node>,
-    inputs: Vec<Tensor>,
-    outputs: Vec<Option<Tensor>>,
-    grads: Vec<Option<Tensor>>,
+    node: NodeRef,
+    inputs: NodeInputs,
+    outputs: SmallVec<[Option<Tensor>; 2]>,
+    grads: SmallVec<[Option<Tensor>; 2]>,
 }
 
-/// The graph reachable from some roots, nodes in reverse topological order.
+/// The graph reachable from some roots: `order` indexes `nodes` in reverse
+/// topological order; `index` finds a node's slot.
 struct Graph {
-    order: Vec<NodeKey>,
-    nodes: HashMap<NodeKey, Pending>,
+    order: Vec<usize>,
+    nodes: Vec<Option<Pending>>,
+    index: KeyMap<NodeKey, usize>,
+    retain: bool,
 }
 
 impl Graph {
-    fn build(roots: &[Tensor]) -> Result<Graph> {
-        let mut nodes: HashMap<NodeKey, Pending> = HashMap::new();
-        let mut post: Vec<NodeKey> = Vec::new();
-        // Iterative DFS: (node, next input to visit).
-        let mut stack: Vec<(Arc<Node>, usize)> = Vec::new();
-        let visit = |t: &Tensor, nodes: &mut HashMap<NodeKey, Pending>, stack: &mut Vec<(Arc<Node>, usize)>| {
-            let Some(p) = t.provenance() else { return Ok(()) };
-            if !t.requires_grad() {
-                return Ok(());
-            }
-            let k = key(&p.node);
-            if let Some(pending) = nodes.get_mut(&k) {
-                pending.outputs[p.output].get_or_insert_with(|| t.clone());
-                return Ok(());
-            }
-            let inputs = p.node.inputs().ok_or_else(|| {
-                err(format!(
-                    "the graph through `{}` was already freed by an earlier backward pass; \
-                     pass retain_graph: true to backpropagate through it twice",
-                    p.node.op.name()
-                ))
-            })?;
-            let n = p.node.outputs.len();
-            let mut outputs: Vec<Option<Tensor>> = (0..n).map(|i| p.node.kept_output(i)).collect();
-            outputs[p.output] = Some(t.clone());
-            nodes.insert(k, Pending { node: p.node.clone(), inputs, outputs, grads: vec![None; n] });
-            stack.push((p.node.clone(), 0));
-            Ok::<(), Error>(())
+    /// With `retain`, nodes keep their inputs for another pass; without, the
+    /// walk moves them out (releasing each node as it is reached).
+    fn build(roots: &[Tensor], retain: bool) -> Result<Graph> {
+        // Room for a typical small graph up front: growing these shows up in
+        // the backward pass of small models.
+        const TYPICAL: usize = 32;
+        let mut g = Graph {
+            order: Vec::with_capacity(TYPICAL),
+            nodes: Vec::with_capacity(TYPICAL),
+            index: KeyMap::with_capacity_and_hasher(TYPICAL, Default::default()),
+            retain,
         };
+        // Iterative DFS: (slot, next input to visit).
+        let mut stack: Vec<(usize, usize)> = Vec::with_capacity(TYPICAL);
         for r in roots {
-            visit(r, &mut nodes, &mut stack)?;
-            while let Some((node, i)) = stack.pop() {
-                let k = key(&node);
-                let next = nodes[&k].inputs.get(i).cloned();
+            if let Some(slot) = g.visit(r)? {
+                stack.push((slot, 0));
+            }
+            while let Some((slot, i)) = stack.pop() {
+                let next = g.pending(slot).inputs.get(i).cloned();
                 match next {
                     Some(input) => {
-                        stack.push((node, i + 1));
-                        visit(&input, &mut nodes, &mut stack)?;
+                        stack.push((slot, i + 1));
+                        if let Some(s) = g.visit(&input)? {
+                            stack.push((s, 0));
+                        }
                     }
-                    None => post.push(k),
+                    None => g.order.push(slot),
                 }
             }
         }
-        post.reverse();
-        Ok(Graph { order: post, nodes })
+        g.order.reverse();
+        Ok(g)
+    }
+
+    /// Adds the node that produced `t` (if it needs a gradient); returns its
+    /// slot when it is new, so the walk descends into it.
+    fn visit(&mut self, t: &Tensor) -> Result<Option<usize>> {
+        let Some(p) = t.provenance() else { return Ok(None) };
+        if !t.requires_grad() {
+            return Ok(None);
+        }
+        let k = key(&p.node);
+        if let Some(&slot) = self.index.get(&k) {
+            self.pending(slot).outputs[p.output].get_or_insert_with(|| t.clone());
+            return Ok(None);
+        }
+        let inputs = if self.retain { p.node.inputs() } else { p.node.take_inputs() };
+        let inputs = inputs.ok_or_else(|| {
+            err(format!(
+                "the graph through `{}` was already freed by an earlier backward pass; \
+                 pass retain_graph: true to backpropagate through it twice",
+                p.node.op.name()
+            ))
+        })?;
+        let n = p.node.outputs.len();
+        let mut outputs: SmallVec<[Option<Tensor>; 2]> = (0..n).map(|i| p.node.kept_output(i)).collect();
+        outputs[p.output] = Some(t.clone());
+        let slot = self.nodes.len();
+        self.nodes.push(Some(Pending { node: p.node.clone(), inputs, outputs, grads: smallvec![None; n] }));
+        self.index.insert(k, slot);
+        Ok(Some(slot))
+    }
+
+    fn pending(&mut self, slot: usize) -> &mut Pending {
+        self.nodes[slot].as_mut().expect("a node is taken only when processed, after its consumers")
+    }
+
+    /// The gradient slot of output `output` of `node`, which the walk visited.
+    fn grad_slot(&mut self, node: &NodeRef, output: usize) -> &mut Option<Tensor> {
+        let slot = self.index[&key(node)];
+        &mut self.pending(slot).grads[output]
     }
 }
 
@@ -112,25 +169,22 @@ pub(crate) fn run(
 ) -> Result<Vec<Option<Tensor>>> {
     let retain = opts.retain_graph || opts.create_graph;
     let _mode = set_grad_enabled(opts.create_graph);
-    let mut graph = Graph::build(roots)?;
-    let mut leaf_grads: HashMap<TensorId, (Tensor, Option<Tensor>)> = HashMap::new();
-    let captured: HashMap<TensorId, usize> =
+    let mut graph = Graph::build(roots, retain)?;
+    let mut leaf_grads: KeyMap<TensorId, (Tensor, Option<Tensor>)> = KeyMap::default();
+    let captured: KeyMap<TensorId, usize> =
         capture.unwrap_or(&[]).iter().enumerate().map(|(i, t)| (t.id(), i)).collect();
     let mut captured_grads: Vec<Option<Tensor>> = vec![None; capture.map_or(0, |c| c.len())];
 
     // Seeds: into the producing node's output slot, or straight to a leaf.
     for (root, seed) in roots.iter().zip(seeds) {
         match root.provenance() {
-            Some(p) => {
-                let pending = graph.nodes.get_mut(&key(&p.node)).expect("roots are in the graph");
-                accumulate(&mut pending.grads[p.output], seed)?;
-            }
+            Some(p) => accumulate(graph.grad_slot(&p.node, p.output), seed)?,
             None => accumulate(&mut leaf_grads.entry(root.id()).or_insert((root.clone(), None)).1, seed)?,
         }
     }
 
-    for k in std::mem::take(&mut graph.order) {
-        let Some(pending) = graph.nodes.remove(&k) else { continue };
+    for slot in std::mem::take(&mut graph.order) {
+        let Some(pending) = graph.nodes[slot].take() else { continue };
         // Non-leaf gradients requested by retain_grad or by `grad()`.
         for (out, g) in pending.outputs.iter().zip(&pending.grads) {
             if let (Some(out), Some(g)) = (out, g) {
@@ -155,14 +209,12 @@ pub(crate) fn run(
             }
             check_grad(&pending.node, input, &g)?;
             match input.provenance() {
-                Some(p) => {
-                    let target = graph.nodes.get_mut(&key(&p.node)).expect("inputs were visited");
-                    accumulate(&mut target.grads[p.output], g)?;
-                }
+                Some(p) => accumulate(graph.grad_slot(&p.node, p.output), g)?,
                 None => accumulate(&mut leaf_grads.entry(input.id()).or_insert((input.clone(), None)).1, g)?,
             }
         }
-        if !retain {
+        // The walk already took the inputs; what is left are kept outputs.
+        if !retain && pending.node.outputs.len() > 1 {
             pending.node.release();
         }
     }

@@ -33,10 +33,54 @@ pub trait BackendStorage: Send + Sync + fmt::Debug + Any {
         self.len() == 0
     }
     fn as_any(&self) -> &dyn Any;
+    /// The buffer as host memory, for the CPU backend's own buffers: one
+    /// virtual call instead of an `Any` downcast on every small op.
+    fn as_cpu(&self) -> Option<&CpuStorage> {
+        None
+    }
 }
 
-/// Shared handle to a backend buffer; views of a tensor share it.
-pub type Storage = Arc<dyn BackendStorage>;
+/// Shared handle to a backend buffer; views of a tensor share it. It derefs
+/// to the buffer.
+#[derive(Clone, Debug)]
+pub struct Storage(Shared);
+
+/// CPU buffers sit in a `triomphe::Arc`, which has no weak count: dropping
+/// the last handle is one atomic operation instead of two, which small ops
+/// notice. Other backends' buffers are a std `Arc<dyn ...>`.
+#[derive(Clone, Debug)]
+enum Shared {
+    Cpu(triomphe::Arc<CpuStorage>),
+    Other(Arc<dyn BackendStorage>),
+}
+
+impl Storage {
+    /// Wraps a backend's buffer.
+    pub fn new(buffer: impl BackendStorage) -> Storage {
+        Storage(Shared::Other(Arc::new(buffer)))
+    }
+
+    /// Wraps a host buffer (what the CPU backend returns).
+    pub fn cpu(buffer: CpuStorage) -> Storage {
+        Storage(Shared::Cpu(triomphe::Arc::new(buffer)))
+    }
+
+    /// True when both handles share one buffer.
+    pub fn ptr_eq(a: &Storage, b: &Storage) -> bool {
+        std::ptr::addr_eq(&**a as *const dyn BackendStorage, &**b as *const dyn BackendStorage)
+    }
+}
+
+impl std::ops::Deref for Storage {
+    type Target = dyn BackendStorage;
+    #[inline]
+    fn deref(&self) -> &Self::Target {
+        match &self.0 {
+            Shared::Cpu(s) => &**s,
+            Shared::Other(s) => &**s,
+        }
+    }
+}
 
 /// The buffers one op execution returns (inline: ops have at most two outputs).
 pub type Storages = smallvec::SmallVec<[Storage; 2]>;
@@ -55,6 +99,14 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Executes a non-view op. `outputs` are the metas [`Op::infer`] produced;
     /// the returned storages are row-major with exactly those shapes.
     fn execute(&self, op: &Op, inputs: &[OpInput<'_>], outputs: &[TensorMeta]) -> Result<Storages>;
+
+    /// Executes a single-output op (`output` as [`Op::infer`] produced it).
+    /// Backends may override it with a shorter path for the small element-wise
+    /// ops whose fixed cost dominates; the default goes through [`Backend::execute`].
+    fn execute1(&self, op: &Op, inputs: &[OpInput<'_>], output: &TensorMeta) -> Result<Storage> {
+        let mut out = self.execute(op, inputs, std::slice::from_ref(output))?;
+        Ok(out.swap_remove(0))
+    }
 
     /// Uploads host data (row-major) to a new buffer on this device.
     fn copy_from_host(&self, data: CpuStorage) -> Result<Storage>;
@@ -115,6 +167,7 @@ impl Device {
 }
 
 impl PartialEq for Device {
+    #[inline]
     fn eq(&self, other: &Self) -> bool {
         std::ptr::addr_eq(self.backend(), other.backend()) || self.location() == other.location()
     }

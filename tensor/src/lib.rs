@@ -48,7 +48,7 @@ pub use op::{
 pub use random::{manual_seed, Generator};
 pub use record::{is_grad_enabled, is_tracing, no_grad, set_grad_enabled, start_trace};
 pub use shape::{Dim, Dims, Shape};
-pub use tensor::{Node, Provenance, Tensor, TensorId};
+pub use tensor::{Node, NodeInputs, NodeRef, Provenance, Tensor, TensorId};
 
 /// Half-precision float types used for [`DType::F16`] and [`DType::BF16`].
 pub use half::{bf16, f16};

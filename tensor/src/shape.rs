@@ -69,17 +69,35 @@ impl Shape {
         self.checked_numel().unwrap_or(usize::MAX)
     }
 
-    /// Number of elements, or `None` if it overflows `usize`.
+    /// Number of elements, or `None` if it overflows `usize`. A zero dim
+    /// makes it 0 whatever the others multiply to.
     pub fn checked_numel(&self) -> Option<usize> {
+        if self.0.contains(&0) {
+            return Some(0);
+        }
         self.0.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
     }
     /// Row-major (C-contiguous) strides of this shape.
     pub fn contiguous_strides(&self) -> DimVec {
+        let d = self.dims();
+        let n = d.len();
+        if n <= 4 {
+            // Every op output's layout is built here. Padding the dims with 1s
+            // to rank 4 gives each stride as a product of scalars, written once
+            // into the inline buffer (a loop through a stack array stalls on
+            // store forwarding when the array is then copied).
+            // Products only wrap when another dim is 0 (the tensor is empty and
+            // no stride is ever used), hence the wrapping multiplies.
+            let p = |i: usize| if i < n { d[i] } else { 1 };
+            let (p1, p2, p3) = (p(1), p(2), p(3));
+            let s1 = p2.wrapping_mul(p3);
+            return SmallVec::from_buf_and_len([p1.wrapping_mul(s1), s1, p3, 1], n);
+        }
         let mut strides = dims_from_slice(&self.0);
-        let mut acc = 1;
+        let mut acc: usize = 1;
         for (s, &d) in strides.iter_mut().zip(self.0.iter()).rev() {
             *s = acc;
-            acc *= d;
+            acc = acc.wrapping_mul(d);
         }
         strides
     }

@@ -9,7 +9,7 @@ use smallvec::SmallVec;
 use std::cell::Cell;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 /// Unique identity of a tensor handle (views get their own id).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -43,9 +43,14 @@ impl TensorId {
 /// node; `output` says which result this tensor is.
 #[derive(Clone, Debug)]
 pub struct Provenance {
-    pub node: Arc<Node>,
+    pub node: NodeRef,
     pub output: usize,
 }
+
+/// Shared handle to a recorded node. A `triomphe::Arc` (no weak count), so
+/// every op recorded for autograd is filled in place and freed with one
+/// atomic operation; see [`Tensor`]'s handle for the same reasoning.
+pub type NodeRef = triomphe::Arc<Node>;
 
 /// A recorded op application.
 #[derive(Debug)]
@@ -53,9 +58,9 @@ pub struct Node {
     pub op: Op,
     /// The inputs, holding their buffers alive for the backward pass; `None`
     /// once a backward pass has released them (see [`Node::release`]).
-    inputs: Mutex<Option<Vec<Tensor>>>,
+    inputs: Mutex<Option<NodeInputs>>,
     /// Metadata of every output, so consumers need not keep outputs alive.
-    pub outputs: Vec<TensorMeta>,
+    pub outputs: Metas,
     /// Non-float secondary outputs of multi-output ops (max_pool2d's indices),
     /// which a backward rule reads even when the caller dropped them. They
     /// carry no provenance outside a trace, so this makes no reference cycle;
@@ -66,19 +71,30 @@ pub struct Node {
 
 impl Node {
     /// The recorded inputs; `None` after [`Node::release`].
-    pub fn inputs(&self) -> Option<Vec<Tensor>> {
+    pub fn inputs(&self) -> Option<NodeInputs> {
         self.lock().clone()
+    }
+
+    /// Moves the inputs out, releasing the node in the same step (what a
+    /// backward pass that does not retain the graph does: no handle clones).
+    pub fn take_inputs(&self) -> Option<NodeInputs> {
+        self.lock().take()
     }
 
     /// Drops the references to the inputs so their buffers can be freed (what
     /// a backward pass does unless asked to retain the graph).
     pub fn release(&self) {
         self.lock().take();
-        self.kept_lock().clear();
+        if self.outputs.len() > 1 {
+            self.kept_lock().clear();
+        }
     }
 
     /// Output `index` if the node kept it (see the `kept` field).
     pub fn kept_output(&self, index: usize) -> Option<Tensor> {
+        if self.outputs.len() < 2 {
+            return None;
+        }
         self.kept_lock().iter().find(|(i, _)| *i == index).map(|(_, t)| t.clone())
     }
 
@@ -90,13 +106,17 @@ impl Node {
         self.lock().is_none()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Vec<Tensor>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<NodeInputs>> {
         // A poisoned lock only means a panic elsewhere; the Vec is still whole.
         self.inputs.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 type Outputs = SmallVec<[Tensor; 2]>;
+
+/// A node's recorded inputs: inline up to three (`where`, conv with bias),
+/// so recording an op allocates only the node itself.
+pub type NodeInputs = SmallVec<[Tensor; 3]>;
 
 struct Inner {
     id: TensorId,
@@ -113,12 +133,20 @@ struct Inner {
 
 /// An n-dimensional array on a device. Cloning shares the data.
 #[derive(Clone)]
-pub struct Tensor(Arc<Inner>);
+pub struct Tensor(triomphe::Arc<Inner>);
 
 impl Tensor {
+    /// The handle is a `triomphe::Arc`: it has no weak count, so dropping the
+    /// last handle costs one atomic operation instead of two (small ops pay
+    /// for each), and it is built in place by [`new_arc`].
+    #[inline(always)]
+    fn new(inner: Inner) -> Tensor {
+        Tensor(new_arc(inner))
+    }
+
     pub(crate) fn from_parts(storage: Storage, layout: Layout, device: Device) -> Tensor {
         let dtype = storage.dtype();
-        Tensor(Arc::new(Inner {
+        Tensor::new(Inner {
             id: TensorId::next(),
             storage,
             layout,
@@ -128,7 +156,7 @@ impl Tensor {
             provenance: None,
             grad: Mutex::new(None),
             retains_grad: AtomicBool::new(false),
-        }))
+        })
     }
 
     pub fn id(&self) -> TensorId {
@@ -240,7 +268,7 @@ impl Tensor {
     }
 
     fn detached(&self, requires_grad: bool) -> Tensor {
-        Tensor(Arc::new(Inner {
+        Tensor::new(Inner {
             id: TensorId::next(),
             storage: self.0.storage.clone(),
             layout: self.0.layout.clone(),
@@ -250,12 +278,12 @@ impl Tensor {
             provenance: None,
             grad: Mutex::new(None),
             retains_grad: AtomicBool::new(false),
-        }))
+        })
     }
 
     /// True when both handles view the same storage buffer.
     pub fn same_storage(&self, other: &Tensor) -> bool {
-        Arc::ptr_eq(&self.0.storage, &other.0.storage)
+        Storage::ptr_eq(&self.0.storage, &other.0.storage)
     }
 
     /// Copies the data to the host as a row-major vector. `T` must match the dtype.
@@ -294,8 +322,27 @@ impl Tensor {
 
     /// Applies a single-output op.
     pub(crate) fn apply1(op: Op, inputs: &[&Tensor]) -> Result<Tensor> {
+        if let Some(meta) = same_shape_float_elementwise(&op, inputs) {
+            return Self::dispatch_elementwise(op, inputs, meta);
+        }
         let mut out = Self::dispatch(op, inputs)?;
         Ok(out.swap_remove(0))
+    }
+
+    /// [`Tensor::dispatch`] for an op [`same_shape_float_elementwise`]
+    /// accepted: its output meta is known, so general inference and the
+    /// multi-output bookkeeping are skipped. These are the small ops of
+    /// autograd chains and optimizer updates, where the fixed cost dominates.
+    fn dispatch_elementwise(op: Op, inputs: &[&Tensor], meta: TensorMeta) -> Result<Tensor> {
+        let x = inputs[0];
+        let mut op_inputs: SmallVec<[OpInput<'_>; 2]> = SmallVec::new();
+        for t in inputs {
+            op_inputs.push(OpInput { storage: &*t.0.storage, layout: &t.0.layout });
+        }
+        let device = x.device();
+        let storage = device.backend().execute1(&op, &op_inputs, &meta)?;
+        let rec = Recording::new(op, inputs, std::slice::from_ref(&meta));
+        Ok(rec.output(0, storage, Layout::contiguous(meta.shape), device))
     }
 
     /// The dispatch path of every op: validate (via [`Op::infer`]), execute on
@@ -362,25 +409,36 @@ impl Tensor {
     }
 }
 
+/// A `triomphe::Arc` filled in place: allocating first lets the value be
+/// written straight into the heap block, where `Arc::new(value)` builds it on
+/// the stack and copies a few hundred bytes, measurable on small ops.
+#[inline(always)]
+fn new_arc<T>(value: T) -> triomphe::Arc<T> {
+    let mut slot = triomphe::UniqueArc::new_uninit();
+    slot.write(value);
+    // SAFETY: `write` initialized the value.
+    unsafe { triomphe::UniqueArc::assume_init(slot) }.shareable()
+}
+
 /// What an op application records: whether outputs require grad, and the
 /// shared node when grad mode or a trace needs provenance.
 struct Recording {
     grad: bool,
     tracing: bool,
-    node: Option<Arc<Node>>,
+    node: Option<NodeRef>,
 }
 
 impl Recording {
-    fn new(op: Op, inputs: &[&Tensor], outs: &Metas) -> Self {
+    fn new(op: Op, inputs: &[&Tensor], outs: &[TensorMeta]) -> Self {
         let mode = mode();
         let grad = mode.grad_enabled && inputs.iter().any(|t| t.requires_grad());
         let tracing = mode.tracing();
         let node = (grad || tracing).then(|| {
             let inputs = inputs.iter().map(|t| (*t).clone()).collect();
-            Arc::new(Node {
+            new_arc(Node {
                 op,
                 inputs: Mutex::new(Some(inputs)),
-                outputs: outs.to_vec(),
+                outputs: Metas::from(outs),
                 kept: Mutex::new(Vec::new()),
             })
         });
@@ -395,7 +453,7 @@ impl Recording {
             .as_ref()
             .filter(|_| self.tracing || requires_grad)
             .map(|n| Provenance { node: n.clone(), output: index });
-        Tensor(Arc::new(Inner {
+        Tensor::new(Inner {
             id: TensorId::next(),
             dtype: storage.dtype(),
             storage,
@@ -405,8 +463,24 @@ impl Recording {
             provenance,
             grad: Mutex::new(None),
             retains_grad: AtomicBool::new(false),
-        }))
+        })
     }
+}
+
+/// The output meta of `op` when it is an element-wise float op whose inputs
+/// share shape, dtype and device: exactly the cases where [`Op::infer`] would
+/// accept the op and return input 0's meta. `None` sends the op down the
+/// general path (which also produces every error message).
+#[inline]
+fn same_shape_float_elementwise(op: &Op, inputs: &[&Tensor]) -> Option<TensorMeta> {
+    let ok = match (op, inputs) {
+        (Op::Unary(_) | Op::BinaryScalar { .. }, [x]) => x.dtype().is_float(),
+        (Op::Binary(_), [x, y]) => {
+            x.dtype().is_float() && x.dtype() == y.dtype() && x.shape() == y.shape() && x.device() == y.device()
+        }
+        _ => false,
+    };
+    ok.then(|| inputs[0].meta())
 }
 
 /// Storage and layout of a view op's output. A reshape whose strides cannot

@@ -246,3 +246,44 @@ fn direct_conv_channel_tiles_match_the_gemm_path() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn contiguous_strides_for_every_rank_and_empty_shapes() {
+    let strides = |dims: &[usize]| Layout::contiguous(Shape::new(dims)).strides().to_vec();
+    assert_eq!(strides(&[]), Vec::<usize>::new());
+    assert_eq!(strides(&[5]), [1]);
+    assert_eq!(strides(&[3, 4]), [4, 1]);
+    assert_eq!(strides(&[2, 3, 4]), [12, 4, 1]);
+    assert_eq!(strides(&[2, 3, 4, 5]), [60, 20, 5, 1]);
+    assert_eq!(strides(&[2, 1, 3, 1, 4, 5]), [60, 60, 20, 20, 5, 1]);
+    // An empty tensor whose other dims multiply past usize: no overflow panic.
+    let huge = usize::MAX / 2;
+    assert_eq!(Layout::contiguous(Shape::new(&[huge, huge, 0])).numel(), 0);
+    assert_eq!(strides(&[0, huge, huge])[2], 1);
+}
+
+/// Same-shape float element-wise ops take a shorter dispatch path; it must
+/// give what the general (broadcasting) path gives, on strided and offset
+/// views too, and leave every error to the general path.
+#[test]
+fn same_shape_elementwise_path_matches_the_broadcasting_path() -> Result<()> {
+    let a = Tensor::arange(0.0, 24.0, 1.0, DType::F32, &cpu())?.reshape([4, 6])?;
+    let b = Tensor::arange(-12.0, 12.0, 1.0, DType::F32, &cpu())?.reshape([6, 4])?.t()?;
+    let a_off = a.narrow(1, 1, 4)?.narrow(0, 0, 4)?; // offset, non-contiguous
+    let b_off = b.narrow(1, 2, 4)?;
+    for (x, y) in [(&a, &b), (&a_off, &b_off)] {
+        let fast = x.mul(y)?;
+        // Broadcasting a leading 1-dim forces the general path.
+        let general = x.unsqueeze(0)?.mul(y)?.squeeze(0)?;
+        assert_eq!(f32s(&fast), f32s(&general));
+        assert!(fast.is_contiguous());
+        assert_eq!(fast.layout(), &Layout::contiguous(fast.shape().clone()));
+        assert_eq!(f32s(&x.tanh()?), f32s(&x.unsqueeze(0)?.tanh()?.squeeze(0)?));
+        assert_eq!(f32s(&x.add_scalar(0.5)?), f32s(&x.unsqueeze(0)?.add_scalar(0.5)?.squeeze(0)?));
+    }
+    // Mismatched dtypes and integer-only cases still get the general path's errors and results.
+    let i = Tensor::arange(0.0, 24.0, 1.0, DType::I64, &cpu())?.reshape([4, 6])?;
+    assert!(matches!(a.add(&i), Err(Error::DTypeMismatch { op: "add", .. })));
+    assert_eq!(i.add(&i)?.to_vec::<i64>()?, (0..24).map(|v| 2 * v).collect::<Vec<i64>>());
+    Ok(())
+}

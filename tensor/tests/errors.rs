@@ -754,7 +754,7 @@ impl Backend for FakeBackend {
         Err(Error::NotImplemented { op: op.name(), device: "cuda:0".into() })
     }
     fn copy_from_host(&self, data: CpuStorage) -> Result<Storage> {
-        Ok(Arc::new(FakeStorage(data)))
+        Ok(Storage::new(FakeStorage(data)))
     }
     fn copy_to_host(&self, storage: &dyn BackendStorage, layout: &Layout) -> Result<CpuStorage> {
         let s = storage

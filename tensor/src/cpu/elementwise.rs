@@ -69,6 +69,7 @@ macro_rules! unary_int {
     };
 }
 
+#[inline(always)]
 pub(crate) fn unary(op: UnaryOp, s: &CpuStorage, l: &Layout) -> Result<CpuStorage> {
     Ok(match s {
         CpuStorage::F32(v) => CpuStorage::F32(unary_float(op, v, l)),
@@ -166,6 +167,7 @@ macro_rules! binary_int {
 }
 
 /// Binary op; both layouts must already be broadcast to the output shape.
+#[inline(always)]
 pub(crate) fn binary(op: BinaryOp, a: &CpuStorage, la: &Layout, b: &CpuStorage, lb: &Layout) -> Result<CpuStorage> {
     Ok(match (a, b) {
         (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(binary_float(op, a, la, b, lb)),
@@ -180,6 +182,7 @@ pub(crate) fn binary(op: BinaryOp, a: &CpuStorage, la: &Layout, b: &CpuStorage, 
 }
 
 /// `x op scalar` with the scalar in x's dtype (f16/bf16 compute in f32).
+#[inline(always)]
 pub(crate) fn binary_scalar(op: BinaryOp, s: &CpuStorage, l: &Layout, scalar: f64) -> Result<CpuStorage> {
     fn float<T: FloatDType>(op: BinaryOp, v: &[T], l: &Layout, s: f64) -> Vec<T> {
         let y = <T::Acc as Float>::from_f64(s);

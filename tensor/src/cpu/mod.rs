@@ -19,14 +19,14 @@ use crate::device::{Backend, BackendStorage, DeviceLocation, OpInput, Storage, S
 use crate::op::{Op, TensorMeta};
 use crate::{Error, Layout, Result};
 use std::borrow::Cow;
-use std::sync::Arc;
 
 /// The CPU backend. Stateless; the thread pool is process-wide.
 #[derive(Debug, Default)]
 pub struct CpuBackend;
 
+#[inline]
 fn cpu(s: &dyn BackendStorage) -> Result<&CpuStorage> {
-    s.as_any().downcast_ref::<CpuStorage>().ok_or_else(|| Error::Device {
+    s.as_cpu().ok_or_else(|| Error::Device {
         device: "cpu".into(),
         msg: "received a buffer that does not live on the CPU".into(),
     })
@@ -50,7 +50,7 @@ impl Backend for CpuBackend {
                 Ok(Cow::Owned(li.broadcast_to(out, op.name())?))
             }
         };
-        let one = |r: CpuStorage| -> Result<Storages> { Ok(smallvec::smallvec![Arc::new(r) as Storage]) };
+        let one = |r: CpuStorage| -> Result<Storages> { Ok(smallvec::smallvec![Storage::cpu(r)]) };
         match op {
             Op::Unary(u) => one(elementwise::unary(*u, s(0)?, l(0))?),
             Op::Clamp { min, max } => one(elementwise::clamp(s(0)?, l(0), *min, *max)?),
@@ -77,7 +77,7 @@ impl Backend for CpuBackend {
             }
             Op::MaxPool2d(p) => {
                 let (v, i) = pool::max_pool2d(s(0)?, l(0), p, out)?;
-                Ok(smallvec::smallvec![Arc::new(v) as Storage, Arc::new(i) as Storage])
+                Ok(smallvec::smallvec![Storage::cpu(v), Storage::cpu(i)])
             }
             Op::AvgPool2d(p) => one(pool::avg_pool2d(s(0)?, l(0), p, out)?),
             Op::AdaptiveAvgPool2d { .. } => one(pool::adaptive_avg_pool2d(s(0)?, l(0), out)?),
@@ -96,8 +96,23 @@ impl Backend for CpuBackend {
         }
     }
 
+    fn execute1(&self, op: &Op, inputs: &[OpInput<'_>], output: &TensorMeta) -> Result<Storage> {
+        // Same-shape element-wise ops need no broadcast views: straight to the kernel.
+        let r = match (op, inputs) {
+            (Op::Unary(u), [x]) => elementwise::unary(*u, cpu(x.storage)?, x.layout)?,
+            (Op::BinaryScalar { op: b, scalar }, [x]) => {
+                elementwise::binary_scalar(*b, cpu(x.storage)?, x.layout, *scalar)?
+            }
+            (Op::Binary(b), [x, y]) if x.layout.shape() == &output.shape && y.layout.shape() == &output.shape => {
+                elementwise::binary(*b, cpu(x.storage)?, x.layout, cpu(y.storage)?, y.layout)?
+            }
+            _ => return Ok(self.execute(op, inputs, std::slice::from_ref(output))?.swap_remove(0)),
+        };
+        Ok(Storage::cpu(r))
+    }
+
     fn copy_from_host(&self, data: CpuStorage) -> Result<Storage> {
-        Ok(Arc::new(data))
+        Ok(Storage::cpu(data))
     }
 
     fn copy_to_host(&self, storage: &dyn BackendStorage, layout: &Layout) -> Result<CpuStorage> {

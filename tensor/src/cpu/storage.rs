@@ -134,4 +134,7 @@ impl BackendStorage for CpuStorage {
     fn as_any(&self) -> &dyn Any {
         self
     }
+    fn as_cpu(&self) -> Option<&CpuStorage> {
+        Some(self)
+    }
 }
