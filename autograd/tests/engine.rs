@@ -266,3 +266,68 @@ fn max_pool_indices_are_recomputed_during_a_trace() -> Result<()> {
     assert_eq!(vals(&x.grad().unwrap()), vec![0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
     Ok(())
 }
+
+/// Without create_graph, unary ops backpropagate through one fused kernel
+/// (`Op::UnaryBackward`); with it, through the composite rule of ordinary
+/// ops. Both must give the same gradients, for every unary op, in f32 and f64.
+type UnaryFn = fn(&Tensor) -> Result<Tensor>;
+
+#[test]
+fn fused_unary_backward_matches_the_composite_rule() -> Result<()> {
+    let ops: [(&str, UnaryFn); 18] = [
+        ("neg", Tensor::neg),
+        ("abs", Tensor::abs),
+        ("exp", Tensor::exp),
+        ("log", Tensor::log),
+        ("sqrt", Tensor::sqrt),
+        ("rsqrt", Tensor::rsqrt),
+        ("sin", Tensor::sin),
+        ("cos", Tensor::cos),
+        ("tanh", Tensor::tanh),
+        ("sigmoid", Tensor::sigmoid),
+        ("relu", Tensor::relu),
+        ("erf", Tensor::erf),
+        ("gelu", Tensor::gelu),
+        ("gelu_tanh", Tensor::gelu_tanh),
+        ("silu", Tensor::silu),
+        ("softplus", Tensor::softplus),
+        ("recip", Tensor::recip),
+        ("square", Tensor::square),
+    ];
+    // Positive values for log/sqrt/rsqrt/recip; a spread around 0 (and past
+    // softplus's threshold of 20) for the rest.
+    let pos: Vec<f32> = (1..=12).map(|i| i as f32 * 0.37).collect();
+    let spread: Vec<f32> = (0..12).map(|i| (i as f32 - 5.5) * 0.8).chain([21.0, -0.0]).collect();
+    for dtype in [DType::F32, DType::F64] {
+        for (name, f) in ops {
+            let v = if matches!(name, "log" | "sqrt" | "rsqrt" | "recip") { &pos } else { &spread };
+            let x = t(v, &[v.len()]).to_dtype(dtype)?.with_requires_grad(true)?;
+            let weights = Tensor::arange(1.0, 1.0 + v.len() as f64, 1.0, dtype, &Device::cpu())?;
+            let loss = || f(&x)?.mul(&weights)?.sum_all();
+            let fused = grad(&[&loss()?], &[&x], None, BackwardOptions::default())?;
+            let composite =
+                grad(&[&loss()?], &[&x], None, BackwardOptions { create_graph: true, ..Default::default() })?;
+            let (a, b) = (vals(fused[0].as_ref().unwrap()), vals(composite[0].as_ref().unwrap()));
+            for (i, (p, q)) in a.iter().zip(&b).enumerate() {
+                let tol = 1e-6 * (1.0 + q.abs());
+                assert!((p - q).abs() <= tol, "{name} {dtype}: element {i}: fused {p} vs composite {q}");
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn a_fused_backward_op_has_no_derivative() -> Result<()> {
+    let x = leaf(&[0.5, -1.0], &[2]);
+    let g = leaf(&[1.0, 1.0], &[2]);
+    let dx = g.unary_backward(oar_tensor::UnaryOp::Tanh, &x.tanh()?)?;
+    let msg = autograd_msg(dx.sum_all()?.backward().unwrap_err());
+    assert!(msg.contains("tanh_backward") && msg.contains("no derivative"), "{msg}");
+    // Shapes must match exactly: no broadcasting of the saved tensor.
+    assert!(matches!(
+        g.unary_backward(oar_tensor::UnaryOp::Tanh, &leaf(&[1.0], &[1])),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    Ok(())
+}

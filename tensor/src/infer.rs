@@ -130,6 +130,20 @@ fn infer_unchecked(op: &Op, inputs: &[MetaRef<'_>]) -> Result<Metas> {
             }
             one(m.shape.to_owned(), m.dtype)
         }
+        Op::UnaryBackward(_) => {
+            arity(op, inputs, 2..=2)?;
+            let (g, saved) = (&inputs[0], &inputs[1]);
+            same_dtype(name, g, saved)?;
+            float_only(name, g)?;
+            if g.shape != saved.shape {
+                return Err(Error::shape(
+                    name,
+                    &[g.shape, saved.shape],
+                    "gradient and saved tensor must have one shape",
+                ));
+            }
+            one(g.shape.to_owned(), g.dtype)
+        }
         Op::Clamp { min, max } => {
             arity(op, inputs, 1..=1)?;
             not_bool(name, &inputs[0])?;

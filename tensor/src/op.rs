@@ -69,6 +69,42 @@ impl UnaryOp {
             Round => "round",
         }
     }
+
+    /// Name of [`Op::UnaryBackward`] for this op (`tanh_backward`, ...).
+    pub fn backward_name(self) -> &'static str {
+        use UnaryOp::*;
+        match self {
+            Neg => "neg_backward",
+            Abs => "abs_backward",
+            Exp => "exp_backward",
+            Log => "log_backward",
+            Sqrt => "sqrt_backward",
+            Rsqrt => "rsqrt_backward",
+            Sin => "sin_backward",
+            Cos => "cos_backward",
+            Tanh => "tanh_backward",
+            Sigmoid => "sigmoid_backward",
+            Relu => "relu_backward",
+            Erf => "erf_backward",
+            Gelu => "gelu_backward",
+            GeluTanh => "gelu_tanh_backward",
+            Silu => "silu_backward",
+            Softplus => "softplus_backward",
+            Recip => "recip_backward",
+            Square => "square_backward",
+            Sign => "sign_backward",
+            Floor => "floor_backward",
+            Ceil => "ceil_backward",
+            Round => "round_backward",
+        }
+    }
+
+    /// Whether [`Op::UnaryBackward`] takes this op's output (its derivative
+    /// is cheapest from it: `tanh`, `sigmoid`, ...) rather than its input.
+    pub fn backward_uses_output(self) -> bool {
+        use UnaryOp::*;
+        matches!(self, Exp | Sqrt | Rsqrt | Tanh | Sigmoid | Recip)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -226,6 +262,12 @@ impl Default for AvgPool2dParams {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Op {
     Unary(UnaryOp),
+    /// Inputs `(grad, saved)` of one shape: `grad` times the op's derivative,
+    /// where `saved` is the op's output when [`UnaryOp::backward_uses_output`]
+    /// and its input otherwise. One pass instead of the two to five ops of the
+    /// composite rule; autograd uses it when it is not recording the backward
+    /// pass itself (it has no derivative of its own).
+    UnaryBackward(UnaryOp),
     Clamp {
         min: Option<f64>,
         max: Option<f64>,
@@ -353,6 +395,7 @@ impl Op {
     pub fn name(&self) -> &'static str {
         match self {
             Op::Unary(u) => u.name(),
+            Op::UnaryBackward(u) => u.backward_name(),
             Op::Clamp { .. } => "clamp",
             Op::Binary(b) => b.name(),
             Op::BinaryScalar { op, .. } => match op {

@@ -475,7 +475,7 @@ impl Recording {
 fn same_shape_float_elementwise(op: &Op, inputs: &[&Tensor]) -> Option<TensorMeta> {
     let ok = match (op, inputs) {
         (Op::Unary(_) | Op::BinaryScalar { .. }, [x]) => x.dtype().is_float(),
-        (Op::Binary(_), [x, y]) => {
+        (Op::Binary(_) | Op::UnaryBackward(_), [x, y]) => {
             x.dtype().is_float() && x.dtype() == y.dtype() && x.shape() == y.shape() && x.device() == y.device()
         }
         _ => false,

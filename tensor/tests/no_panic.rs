@@ -9,6 +9,7 @@
 
 use oar_tensor::{
     AvgPool2dParams, Conv2dParams, ConvTranspose2dParams, CpuStorage, DType, Device, MaxPool2dParams, Result, Tensor,
+    UnaryOp,
 };
 use std::any::Any;
 use std::fmt::Write as _;
@@ -304,7 +305,7 @@ fn random_call(r: &mut Rng) -> (usize, String, Call) {
             let s2 = partner_shape(r, &s);
             let dt2 = if r.chance(4, 5) { dt } else { dtype(r) };
             let b = tensor_of(r, &s2, dt2, &mut d);
-            let which = r.below(13);
+            let which = r.below(15);
             let _ = write!(d, " binary/compare#{which}");
             Box::new(move || {
                 let y = match which {
@@ -320,7 +321,9 @@ fn random_call(r: &mut Rng) -> (usize, String, Call) {
                     9 => a.lt(&b),
                     10 => a.le(&b),
                     11 => a.gt(&b),
-                    _ => a.ge(&b),
+                    12 => a.ge(&b),
+                    13 => a.unary_backward(UnaryOp::Tanh, &b),
+                    _ => a.unary_backward(UnaryOp::Gelu, &b),
                 }?;
                 touch(&y)
             })

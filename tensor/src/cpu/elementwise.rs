@@ -89,6 +89,90 @@ pub(crate) fn unary(op: UnaryOp, s: &CpuStorage, l: &Layout) -> Result<CpuStorag
     })
 }
 
+/// `g * f'(x)` of the unary op `f`, from its input `x` or output `y` (see
+/// [`UnaryOp::backward_uses_output`]); the formulas are the composite VJP
+/// rules' (autograd/src/rules/elementwise.rs), in the same order of operations.
+fn unary_backward_float<T: FloatDType>(op: UnaryOp, g: &[T], lg: &Layout, s: &[T], ls: &Layout) -> Vec<T> {
+    macro_rules! m {
+        (|$g:ident, $v:ident| $e:expr) => {
+            map2(g, lg, s, ls, |p: T, q: T| {
+                let ($g, $v) = (p.to_acc(), q.to_acc());
+                T::from_acc($e)
+            })
+        };
+    }
+    let c = |v: f64| <T::Acc as Float>::from_f64(v);
+    let (zero, one, half, two) = (c(0.0), c(1.0), c(0.5), c(2.0));
+    let sigmoid = move |x: T::Acc| one / (one + (-x).exp());
+    match op {
+        UnaryOp::Neg => m!(|g, _x| -g),
+        UnaryOp::Abs => m!(|g, x| g * x.signum_torch()),
+        UnaryOp::Exp => m!(|g, y| g * y),
+        UnaryOp::Log => m!(|g, x| g / x),
+        UnaryOp::Sqrt => m!(|g, y| g / (y * two)),
+        UnaryOp::Rsqrt => m!(|g, y| g * (y * y * y * c(-0.5))),
+        UnaryOp::Sin => m!(|g, x| g * x.cos()),
+        UnaryOp::Cos => m!(|g, x| g * -x.sin()),
+        UnaryOp::Tanh => m!(|g, y| g * (-(y * y) + one)),
+        UnaryOp::Sigmoid => m!(|g, y| g * (y * (-y + one))),
+        UnaryOp::Relu => m!(|g, x| g * if x > zero { one } else { zero }),
+        UnaryOp::Erf => {
+            let k = c(2.0 / std::f64::consts::PI.sqrt());
+            m!(|g, x| g * ((-(x * x)).exp() * k))
+        }
+        UnaryOp::Gelu => {
+            let (r2, rpi) = (c(std::f64::consts::FRAC_1_SQRT_2), c(1.0 / (2.0 * std::f64::consts::PI).sqrt()));
+            m!(|g, x| {
+                let cdf = ((x * r2).erf() + one) * half;
+                let pdf = (x * x * c(-0.5)).exp() * rpi;
+                g * (cdf + x * pdf)
+            })
+        }
+        UnaryOp::GeluTanh => {
+            let (k, a) = (c((2.0 / std::f64::consts::PI).sqrt()), c(0.044715));
+            m!(|g, x| {
+                let x2 = x * x;
+                let t = (x * (x2 * a + one) * k).tanh();
+                let dinner = (x2 * (c(3.0) * a) + one) * k;
+                let left = (t + one) * half;
+                let right = x * (-(t * t) + one) * dinner * half;
+                g * (left + right)
+            })
+        }
+        UnaryOp::Silu => m!(|g, x| {
+            let s = sigmoid(x);
+            g * (s * (x * (-s + one) + one))
+        }),
+        UnaryOp::Softplus => m!(|g, x| if x > c(20.0) { g } else { g * sigmoid(x) }),
+        UnaryOp::Recip => m!(|g, y| g * -(y * y)),
+        UnaryOp::Square => m!(|g, x| g * (x * two)),
+        UnaryOp::Sign | UnaryOp::Floor | UnaryOp::Ceil | UnaryOp::Round => m!(|_g, _x| zero),
+    }
+}
+
+#[inline(always)]
+pub(crate) fn unary_backward(
+    op: UnaryOp,
+    g: &CpuStorage,
+    lg: &Layout,
+    s: &CpuStorage,
+    ls: &Layout,
+) -> Result<CpuStorage> {
+    Ok(match (g, s) {
+        (CpuStorage::F32(g), CpuStorage::F32(s)) => CpuStorage::F32(unary_backward_float(op, g, lg, s, ls)),
+        (CpuStorage::F64(g), CpuStorage::F64(s)) => CpuStorage::F64(unary_backward_float(op, g, lg, s, ls)),
+        (CpuStorage::F16(g), CpuStorage::F16(s)) => CpuStorage::F16(unary_backward_float(op, g, lg, s, ls)),
+        (CpuStorage::BF16(g), CpuStorage::BF16(s)) => CpuStorage::BF16(unary_backward_float(op, g, lg, s, ls)),
+        _ => {
+            return Err(Error::UnsupportedDType {
+                op: op.backward_name(),
+                dtype: g.dtype(),
+                msg: "expected floating-point tensors of one dtype",
+            })
+        }
+    })
+}
+
 fn clamp_vec<T: WithDType>(v: &[T], l: &Layout, lo: Option<f64>, hi: Option<f64>) -> Vec<T> {
     let lo = lo.map(T::from_f64);
     let hi = hi.map(T::from_f64);

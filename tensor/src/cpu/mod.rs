@@ -53,6 +53,7 @@ impl Backend for CpuBackend {
         let one = |r: CpuStorage| -> Result<Storages> { Ok(smallvec::smallvec![Storage::cpu(r)]) };
         match op {
             Op::Unary(u) => one(elementwise::unary(*u, s(0)?, l(0))?),
+            Op::UnaryBackward(u) => one(elementwise::unary_backward(*u, s(0)?, l(0), s(1)?, l(1))?),
             Op::Clamp { min, max } => one(elementwise::clamp(s(0)?, l(0), *min, *max)?),
             Op::Binary(b) => one(elementwise::binary(*b, s(0)?, &*bl(0)?, s(1)?, &*bl(1)?)?),
             Op::BinaryScalar { op: b, scalar } => one(elementwise::binary_scalar(*b, s(0)?, l(0), *scalar)?),
@@ -105,6 +106,9 @@ impl Backend for CpuBackend {
             }
             (Op::Binary(b), [x, y]) if x.layout.shape() == &output.shape && y.layout.shape() == &output.shape => {
                 elementwise::binary(*b, cpu(x.storage)?, x.layout, cpu(y.storage)?, y.layout)?
+            }
+            (Op::UnaryBackward(u), [g, s]) => {
+                elementwise::unary_backward(*u, cpu(g.storage)?, g.layout, cpu(s.storage)?, s.layout)?
             }
             _ => return Ok(self.execute(op, inputs, std::slice::from_ref(output))?.swap_remove(0)),
         };

@@ -41,6 +41,14 @@ macro_rules! compare {
 }
 
 impl Tensor {
+    /// This output gradient times the derivative of `op`, in one pass:
+    /// `saved` is `op`'s output when [`UnaryOp::backward_uses_output`] (as for
+    /// `tanh`, `sigmoid`) and its input otherwise (PyTorch's `tanh_backward`,
+    /// `threshold_backward`, ...). It has no derivative of its own.
+    pub fn unary_backward(&self, op: UnaryOp, saved: &Tensor) -> Result<Tensor> {
+        Tensor::apply1(Op::UnaryBackward(op), &[self, saved])
+    }
+
     unary! {
         neg => Neg, "`-x`";
         abs => Abs, "`|x|`";
