@@ -331,3 +331,45 @@ fn a_fused_backward_op_has_no_derivative() -> Result<()> {
     ));
     Ok(())
 }
+
+/// The conv weight gradient: one kernel (`conv2d_weight_grad`) without
+/// create_graph, the composite convolution with it; the two must agree,
+/// for conv2d and conv_transpose2d, across batch splits between threads.
+#[test]
+fn fused_conv_weight_grad_matches_the_composite_rule() -> Result<()> {
+    use oar_tensor::{Conv2dParams, ConvTranspose2dParams, Generator};
+    let mut rng = Generator::new(5);
+    let cpu = Device::cpu();
+    let cases = [
+        ([5, 4, 9, 8], [6, 2, 3, 3], Conv2dParams { stride: [2, 1], padding: [1, 2], dilation: [1, 2], groups: 2 }),
+        ([8, 3, 12, 12], [10, 3, 3, 3], Conv2dParams::default()),
+        ([3, 1, 10, 10], [6, 1, 5, 5], Conv2dParams { padding: [2, 2], ..Default::default() }),
+    ];
+    for (xs, ws, p) in cases {
+        let x = Tensor::randn_with(&mut rng, xs, DType::F32, &cpu)?;
+        let w = Tensor::randn_with(&mut rng, ws, DType::F32, &cpu)?.with_requires_grad(true)?;
+        let loss = || x.conv2d(&w, None, &p)?.square()?.sum_all();
+        let fused = grad(&[&loss()?], &[&w], None, BackwardOptions::default())?;
+        let composite = grad(&[&loss()?], &[&w], None, BackwardOptions { create_graph: true, ..Default::default() })?;
+        let (a, b) = (vals(fused[0].as_ref().unwrap()), vals(composite[0].as_ref().unwrap()));
+        assert_eq!(a.len(), b.len());
+        for (p, q) in a.iter().zip(&b) {
+            assert!((p - q).abs() <= 1e-3 * (1.0 + q.abs()), "conv {xs:?} {ws:?}: fused {p} vs composite {q}");
+        }
+    }
+    let tp =
+        ConvTranspose2dParams { stride: [2, 2], padding: [1, 0], output_padding: [1, 1], dilation: [1, 1], groups: 1 };
+    let x = Tensor::randn_with(&mut rng, [4, 3, 5, 6], DType::F32, &cpu)?;
+    let w = Tensor::randn_with(&mut rng, [3, 2, 3, 2], DType::F32, &cpu)?.with_requires_grad(true)?;
+    let loss = || x.conv_transpose2d(&w, None, &tp)?.square()?.sum_all();
+    let fused = grad(&[&loss()?], &[&w], None, BackwardOptions::default())?;
+    let composite = grad(&[&loss()?], &[&w], None, BackwardOptions { create_graph: true, ..Default::default() })?;
+    for (p, q) in vals(fused[0].as_ref().unwrap()).iter().zip(&vals(composite[0].as_ref().unwrap())) {
+        assert!((p - q).abs() <= 1e-3 * (1.0 + q.abs()), "conv_transpose2d: fused {p} vs composite {q}");
+    }
+    // Inconsistent shapes are an error, not a panic.
+    let g = Tensor::randn_with(&mut rng, [4, 2, 7, 7], DType::F32, &cpu)?;
+    let bad = x.conv2d_weight_grad(&g, [3, 3], &Conv2dParams::default());
+    assert!(matches!(bad, Err(Error::ShapeMismatch { op: "conv2d_weight_grad", .. })), "{bad:?}");
+    Ok(())
+}

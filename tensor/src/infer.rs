@@ -282,6 +282,32 @@ fn infer_unchecked(op: &Op, inputs: &[MetaRef<'_>]) -> Result<Metas> {
             let ow = window_out(name, wd, kw, p.stride[1], p.padding[1], p.dilation[1], false)?;
             one(Shape::new(&[n, o, oh, ow]), x.dtype)
         }
+        Op::Conv2dWeightGrad { params: p, kernel: [kh, kw] } => {
+            arity(op, inputs, 2..=2)?;
+            let (x, g) = (&inputs[0], &inputs[1]);
+            float_only(name, x)?;
+            same_dtype(name, x, g)?;
+            let [n, c, h, wd] = nchw(name, x)?;
+            let [gn, o, gh, gw] = nchw(name, g)?;
+            let groups = p.groups;
+            if gn != n || groups == 0 || c % groups != 0 || o % groups != 0 {
+                return Err(Error::shape(
+                    name,
+                    &[x.shape, g.shape],
+                    format!("batch sizes must match and channels {c} and {o} must be divisible by groups {groups}"),
+                ));
+            }
+            let oh = window_out(name, h, *kh, p.stride[0], p.padding[0], p.dilation[0], false)?;
+            let ow = window_out(name, wd, *kw, p.stride[1], p.padding[1], p.dilation[1], false)?;
+            if [oh, ow] != [gh, gw] {
+                return Err(Error::shape(
+                    name,
+                    &[x.shape, g.shape],
+                    format!("the convolution of the input with a {kh}x{kw} kernel is {oh}x{ow}, not {gh}x{gw}"),
+                ));
+            }
+            one(Shape::new(&[o, c / groups, *kh, *kw]), x.dtype)
+        }
         Op::ConvTranspose2d(p) => {
             arity(op, inputs, 2..=3)?;
             let (x, w) = (&inputs[0], &inputs[1]);

@@ -311,6 +311,15 @@ pub enum Op {
     /// Inputs `(x, weight)` or `(x, weight, bias)`; x is NCHW.
     Conv2d(Conv2dParams),
     ConvTranspose2d(ConvTranspose2dParams),
+    /// Inputs `(x, grad_out)`: the gradient of `conv2d(x, w, params)` with
+    /// respect to a weight `w` of spatial size `kernel`, `[out, in/groups,
+    /// kh, kw]` (PyTorch's `convolution_backward` weight output). Autograd
+    /// uses it unless `create_graph` records the backward pass; it has no
+    /// derivative of its own.
+    Conv2dWeightGrad {
+        params: Conv2dParams,
+        kernel: [usize; 2],
+    },
     /// Two outputs: values and i64 indices into each input H*W plane.
     MaxPool2d(MaxPool2dParams),
     AvgPool2d(AvgPool2dParams),
@@ -419,6 +428,7 @@ impl Op {
             Op::Matmul => "matmul",
             Op::Conv2d(_) => "conv2d",
             Op::ConvTranspose2d(_) => "conv_transpose2d",
+            Op::Conv2dWeightGrad { .. } => "conv2d_weight_grad",
             Op::MaxPool2d(_) => "max_pool2d",
             Op::AvgPool2d(_) => "avg_pool2d",
             Op::AdaptiveAvgPool2d { .. } => "adaptive_avg_pool2d",

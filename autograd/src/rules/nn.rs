@@ -1,7 +1,7 @@
 //! VJPs of matmul, convolutions and pooling.
 
 use super::{sum_to, when, Ctx, Grads};
-use oar_tensor::{no_grad, AvgPool2dParams, Conv2dParams, ConvTranspose2dParams, Result, Tensor};
+use oar_tensor::{is_grad_enabled, no_grad, AvgPool2dParams, Conv2dParams, ConvTranspose2dParams, Result, Tensor};
 
 /// `a @ b`: `g @ b^T` and `a^T @ g`, summed over broadcast batch dims.
 pub(super) fn matmul(c: &Ctx<'_>, g: &Tensor) -> Result<Grads> {
@@ -26,6 +26,11 @@ fn conv_weight_grad(
     groups: usize,
     kernel: [usize; 2],
 ) -> Result<Tensor> {
+    if !is_grad_enabled() {
+        // One kernel, unless this backward pass is itself being recorded.
+        let p = Conv2dParams { stride, padding, dilation, groups };
+        return input.conv2d_weight_grad(grad_out, kernel, &p);
+    }
     let (cg, og) = (input.dims()[1] / groups, grad_out.dims()[1] / groups);
     let params = Conv2dParams { stride: dilation, padding, dilation: stride, groups: 1 };
     let mut parts = Vec::with_capacity(groups);

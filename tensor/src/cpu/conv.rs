@@ -2,7 +2,7 @@
 //! f16/bf16 compute in f32, as PyTorch's CPU kernels do.
 
 use super::conv_direct;
-use super::matmul::{gemm_raw, gemm_strided, GemmElem, MatRef};
+use super::matmul::{gemm_accumulate, gemm_raw, gemm_strided, GemmElem, MatRef};
 use super::strided::contiguous;
 use super::threads::{install, num_threads};
 use super::CpuStorage;
@@ -181,6 +181,78 @@ fn conv_t_typed<T: GemmElem + std::ops::Add<Output = T>>(
         add_bias(dst, bias, g.o, l_out);
     });
     out
+}
+
+/// `dw [o, cg, kh, kw] = sum over images of grad_out (og x l) @ im2col(x)^T
+/// (l x k)`, per group. Images are split across threads, each accumulating
+/// its own `dw` (from a col buffer that stays in cache), then summed: one
+/// pass over the data, where the composite rule's convolution with the
+/// output gradient as a huge kernel unfolds the whole input at once.
+fn conv_weight_grad_typed<T: GemmElem + std::ops::Add<Output = T>>(
+    x: &[T],
+    gy: &[T],
+    _bias: Option<&[T]>,
+    g: Geom,
+    n: usize,
+) -> Vec<T> {
+    let (cg, og) = (g.c / g.groups, g.o / g.groups);
+    let (k, l) = (cg * g.kh * g.kw, g.oh * g.ow);
+    let size = g.o * k;
+    if size == 0 || n == 0 || l == 0 {
+        return vec![T::zero(); size];
+    }
+    let parts = num_threads().min(n);
+    let per = n.div_ceil(parts);
+    let partial = |p: usize| {
+        let mut acc = vec![T::zero(); size];
+        let mut col = vec![T::default(); k * l];
+        for i in p * per..((p + 1) * per).min(n) {
+            let xi = &x[i * g.c * g.h * g.w..][..g.c * g.h * g.w];
+            let gi = &gy[i * g.o * l..][..g.o * l];
+            for grp in 0..g.groups {
+                im2col(xi, &g, grp * cg, cg, &mut col);
+                let lhs = MatRef::rows(&gi[grp * og * l..][..og * l], l);
+                // col is k x l row-major; read as l x k through its strides.
+                let rhs = MatRef { ptr: col.as_ptr(), rs: 1, cs: l };
+                let dst = &mut acc[grp * og * k..][..og * k];
+                // SAFETY: lhs is og x l inside gi's group slice, rhs is l x k inside col
+                // (k * l elements), and dst is og x k row-major; none alias.
+                unsafe { gemm_accumulate(dst.as_mut_ptr(), (k, 1), lhs, rhs, (og, k, l)) };
+            }
+        }
+        acc
+    };
+    let mut parts: Vec<Vec<T>> = install(|| (0..parts).into_par_iter().map(partial).collect());
+    let mut total = parts.swap_remove(0);
+    for part in parts {
+        total.iter_mut().zip(part).for_each(|(t, v)| *t = *t + v);
+    }
+    total
+}
+
+pub(crate) fn conv2d_weight_grad(
+    x: (&CpuStorage, &Layout),
+    gy: (&CpuStorage, &Layout),
+    p: &Conv2dParams,
+    out: &Shape,
+) -> Result<CpuStorage> {
+    let (xd, gd, od) = (x.1.dims(), gy.1.dims(), out.dims());
+    let g = Geom {
+        c: xd[1],
+        h: xd[2],
+        w: xd[3],
+        o: gd[1],
+        oh: gd[2],
+        ow: gd[3],
+        kh: od[2],
+        kw: od[3],
+        groups: p.groups,
+        stride: p.stride,
+        pad: p.padding,
+        dil: p.dilation,
+    };
+    let kernels: (Kernel<f32>, Kernel<f64>) = (conv_weight_grad_typed::<f32>, conv_weight_grad_typed::<f64>);
+    run("conv2d_weight_grad", [x, gy], None, g, xd[0], kernels.0, kernels.1)
 }
 
 type Kernel<T> = fn(&[T], &[T], Option<&[T]>, Geom, usize) -> Vec<T>;

@@ -121,6 +121,36 @@ pub(crate) unsafe fn gemm_strided<T: GemmElem>(
     (m, n, k): (usize, usize, usize),
     threads: usize,
 ) {
+    // SAFETY: the caller's guarantee, passed on.
+    unsafe { gemm_call(dst, dst_strides, a, b, (m, n, k), threads, false) }
+}
+
+/// `dst += a @ b` on one thread, otherwise as [`gemm_strided`].
+///
+/// # Safety
+/// As [`gemm_strided`]; `dst` must be initialized.
+pub(crate) unsafe fn gemm_accumulate<T: GemmElem>(
+    dst: *mut T,
+    dst_strides: (usize, usize),
+    a: MatRef<T>,
+    b: MatRef<T>,
+    (m, n, k): (usize, usize, usize),
+) {
+    // SAFETY: the caller's guarantee, passed on.
+    unsafe { gemm_call(dst, dst_strides, a, b, (m, n, k), 1, true) }
+}
+
+/// # Safety
+/// As [`gemm_strided`]; with `accumulate`, `dst` must be initialized.
+unsafe fn gemm_call<T: GemmElem>(
+    dst: *mut T,
+    dst_strides: (usize, usize),
+    a: MatRef<T>,
+    b: MatRef<T>,
+    (m, n, k): (usize, usize, usize),
+    threads: usize,
+    accumulate: bool,
+) {
     if m == 0 || n == 0 || k == 0 {
         return; // nothing to add: callers' destination buffers start zeroed
     }
@@ -136,14 +166,14 @@ pub(crate) unsafe fn gemm_strided<T: GemmElem>(
             dst,
             dst_strides.1 as isize,
             dst_strides.0 as isize,
-            false,
+            accumulate,
             a.ptr,
             a.cs as isize,
             a.rs as isize,
             b.ptr,
             b.cs as isize,
             b.rs as isize,
-            T::zero(),
+            if accumulate { T::one() } else { T::zero() },
             T::one(),
             false,
             false,

@@ -76,6 +76,9 @@ impl Backend for CpuBackend {
                 let bias = if inputs.len() > 2 { Some((s(2)?, l(2))) } else { None };
                 one(conv::conv_transpose2d((s(0)?, l(0)), (s(1)?, l(1)), bias, p, out)?)
             }
+            Op::Conv2dWeightGrad { params, .. } => {
+                one(conv::conv2d_weight_grad((s(0)?, l(0)), (s(1)?, l(1)), params, out)?)
+            }
             Op::MaxPool2d(p) => {
                 let (v, i) = pool::max_pool2d(s(0)?, l(0), p, out)?;
                 Ok(smallvec::smallvec![Storage::cpu(v), Storage::cpu(i)])

@@ -45,6 +45,14 @@ impl Tensor {
     }
 
     /// Transposed 2-d convolution, as `F.conv_transpose2d`. `weight` is `[in, out/groups, kh, kw]`.
+    /// The gradient of `conv2d(self, w, params)` with respect to a weight
+    /// `w` of spatial size `kernel`, given the output gradient `grad_out`:
+    /// `[out, in/groups, kh, kw]` (PyTorch's `convolution_backward` weight
+    /// output). Both inputs are 4-d NCHW. It has no derivative of its own.
+    pub fn conv2d_weight_grad(&self, grad_out: &Tensor, kernel: [usize; 2], params: &Conv2dParams) -> Result<Tensor> {
+        Tensor::apply1(Op::Conv2dWeightGrad { params: *params, kernel }, &[self, grad_out])
+    }
+
     pub fn conv_transpose2d(
         &self,
         weight: &Tensor,
