@@ -3,9 +3,12 @@
 
 use super::storage::with_storage;
 use super::strided::contiguous;
+use super::threads::{install, PAR_MIN_ELEMS};
 use super::CpuStorage;
 use crate::{DType, Error, Layout, Result, Shape, WithDType};
+use rayon::prelude::*;
 use std::borrow::Cow;
+use std::mem::MaybeUninit;
 
 /// Index values as i64 (i32 indices are widened), row-major.
 fn indices<'a>(s: &'a CpuStorage, l: &Layout, op: &'static str) -> Result<Cow<'a, [i64]>> {
@@ -104,6 +107,9 @@ pub(crate) fn scatter_add(
     dim: usize,
 ) -> Result<CpuStorage> {
     let ids = indices(idx.0, idx.1, "scatter_add")?;
+    if let Some(blocks) = ScatterBlocks::new(x.1.shape(), idx.1.shape(), src.1.shape(), dim, ids.len()) {
+        return scatter_add_blocks(x, &ids, src, dim, blocks);
+    }
     let ishape = idx.1.shape();
     let istr = strides_of(ishape);
     let xstr = strides_of(x.1.shape());
@@ -153,6 +159,139 @@ pub(crate) fn scatter_add(
         CpuStorage::U8(_) => arm!(U8, u8::wrapping_add),
         CpuStorage::Bool(_) => {
             return Err(Error::UnsupportedDType { op: "scatter_add", dtype: DType::Bool, msg: "not defined for bool" })
+        }
+    })
+}
+
+/// `scatter_add` where index and src have one shape, equal to self's outside
+/// `dim`: the three are `outer` blocks, of `size * inner` elements in self and
+/// `k * inner` in index and src, and block `o` of src only adds into block `o`
+/// of self.
+#[derive(Clone, Copy)]
+struct ScatterBlocks {
+    outer: usize,
+    size: usize,
+    k: usize,
+    inner: usize,
+}
+
+impl ScatterBlocks {
+    fn new(x: &Shape, idx: &Shape, src: &Shape, dim: usize, n_ids: usize) -> Option<Self> {
+        let (xd, id) = (x.dims(), idx.dims());
+        let fits = idx == src && xd.len() == id.len() && (0..xd.len()).all(|d| d == dim || xd[d] == id[d]);
+        let (size, k) = (*xd.get(dim)?, *id.get(dim)?);
+        let b = ScatterBlocks { outer: xd[..dim].iter().product(), size, k, inner: xd[dim + 1..].iter().product() };
+        // Empty blocks are left to the general path.
+        (fits && n_ids > 0 && b.size * b.inner > 0 && b.k * b.inner > 0).then_some(b)
+    }
+}
+
+/// The first out-of-range index in row-major order, as the general path reports it.
+fn check_all(op: &'static str, ids: &[i64], dim: usize, size: usize) -> Result<()> {
+    for &i in ids {
+        check_index(op, i, dim, size)?;
+    }
+    Ok(())
+}
+
+/// Adds `src` into a copy of `x` block by block (in parallel when large): each
+/// block copies its part of `x`, then adds its src entries in row-major order,
+/// so every output element sums in the same order as the general path.
+fn scatter_add_blocks(
+    x: (&CpuStorage, &Layout),
+    ids: &[i64],
+    src: (&CpuStorage, &Layout),
+    dim: usize,
+    b: ScatterBlocks,
+) -> Result<CpuStorage> {
+    fn go<T: WithDType>(
+        x: &[T],
+        lx: &Layout,
+        s: &[T],
+        ls: &Layout,
+        ids: &[i64],
+        b: ScatterBlocks,
+        add: impl Fn(T, T) -> T + Sync,
+    ) -> Option<Vec<T>> {
+        let (x, s) = (contiguous(x, lx), contiguous(s, ls));
+        let (xb, sb) = (b.size * b.inner, b.k * b.inner);
+        let n = b.outer * xb;
+        let mut out = Vec::with_capacity(n);
+        let buf = &mut out.spare_capacity_mut()[..n];
+        type Block<'a, T> = ((&'a mut [MaybeUninit<T>], &'a [T]), (&'a [i64], &'a [T]));
+        let block = |((o, xs), (is, ss)): Block<'_, T>| -> bool {
+            for (d, &v) in o.iter_mut().zip(xs) {
+                d.write(v);
+            }
+            // SAFETY: `o` and `xs` are both one block long, so the loop above
+            // initialized every element of `o`; `MaybeUninit<T>` has `T`'s layout.
+            let o = unsafe { &mut *(o as *mut [MaybeUninit<T>] as *mut [T]) };
+            if b.inner == 1 {
+                for (&i, &v) in is.iter().zip(ss) {
+                    match usize::try_from(i).ok().and_then(|i| o.get_mut(i)) {
+                        Some(d) => *d = add(*d, v),
+                        None => return false,
+                    }
+                }
+            } else {
+                for (ir, sr) in is.chunks_exact(b.inner).zip(ss.chunks_exact(b.inner)) {
+                    for (j, (&i, &v)) in ir.iter().zip(sr).enumerate() {
+                        match usize::try_from(i) {
+                            Ok(i) if i < b.size => o[i * b.inner + j] = add(o[i * b.inner + j], v),
+                            _ => return false,
+                        }
+                    }
+                }
+            }
+            true
+        };
+        let ok = if b.outer > 1 && ids.len() + n >= PAR_MIN_ELEMS {
+            install(|| {
+                buf.par_chunks_exact_mut(xb)
+                    .zip(x.par_chunks_exact(xb))
+                    .zip(ids.par_chunks_exact(sb).zip(s.par_chunks_exact(sb)))
+                    .all(block)
+            })
+        } else {
+            buf.chunks_exact_mut(xb)
+                .zip(x.chunks_exact(xb))
+                .zip(ids.chunks_exact(sb).zip(s.chunks_exact(sb)))
+                .all(block)
+        };
+        if !ok {
+            return None;
+        }
+        // SAFETY: the `outer` blocks of `xb` elements cover `0..n`, and every
+        // block ran (`all` only stops early on a bad index, which returned
+        // above) and initialized all of its elements first thing.
+        unsafe { out.set_len(n) };
+        Some(out)
+    }
+    let bad = || match check_all("scatter_add", ids, dim, b.size) {
+        Err(e) => e,
+        Ok(()) => Error::invalid("scatter_add", "index check disagreed with the kernel"),
+    };
+    macro_rules! arm {
+        ($var:ident, $add:expr) => {{
+            let (CpuStorage::$var(xv), CpuStorage::$var(sv)) = (x.0, src.0) else {
+                // The general path reports bad indices before a dtype mismatch.
+                check_all("scatter_add", ids, dim, b.size)?;
+                return Err(Error::DTypeMismatch { op: "scatter_add", expected: x.0.dtype(), got: src.0.dtype() });
+            };
+            CpuStorage::$var(go(xv, x.1, sv, src.1, ids, b, $add).ok_or_else(bad)?)
+        }};
+    }
+    Ok(match x.0 {
+        CpuStorage::F32(_) => arm!(F32, |a, b| a + b),
+        CpuStorage::F64(_) => arm!(F64, |a, b| a + b),
+        CpuStorage::F16(_) => arm!(F16, |a, b| a + b),
+        CpuStorage::BF16(_) => arm!(BF16, |a, b| a + b),
+        CpuStorage::I64(_) => arm!(I64, i64::wrapping_add),
+        CpuStorage::I32(_) => arm!(I32, i32::wrapping_add),
+        CpuStorage::U8(_) => arm!(U8, u8::wrapping_add),
+        CpuStorage::Bool(_) => {
+            check_all("scatter_add", ids, dim, b.size)?;
+            return Err(Error::UnsupportedDType { op: "scatter_add", dtype: DType::Bool, msg: "not defined for bool" });
         }
     })
 }

@@ -1,5 +1,6 @@
 //! max / avg / adaptive-avg 2-d pooling over NCHW planes.
 
+use super::simd::vectorized;
 use super::strided::contiguous;
 use super::threads::{install, PAR_MIN_ELEMS};
 use super::CpuStorage;
@@ -7,6 +8,7 @@ use crate::dtype::{Float, FloatDType};
 use crate::op::{AvgPool2dParams, MaxPool2dParams};
 use crate::{Error, Layout, Result, Shape};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 /// Runs `f(in_plane, out_plane, idx_plane)` over the N*C planes.
@@ -50,44 +52,12 @@ pub(crate) fn max_pool2d(
     out: &Shape,
 ) -> Result<(CpuStorage, CpuStorage)> {
     fn go<T: FloatDType>(v: &[T], l: &Layout, p: &MaxPool2dParams, out: &Shape) -> (Vec<T>, Vec<i64>) {
-        let x = contiguous(v, l);
         let [_, _, h, w] = dims4(l.shape());
         let [_, _, oh, ow] = dims4(out);
-        // Values and indices are computed together: each plane entry is (value, index).
-        let mut res = vec![(T::zero(), 0i64); out.numel()];
-        planes(&x, h * w, &mut res, oh * ow, |src, dst| {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let y0 = (oy * p.stride[0]) as isize - p.padding[0] as isize;
-                    let x0 = (ox * p.stride[1]) as isize - p.padding[1] as isize;
-                    let mut best = <T::Acc as Float>::NEG_INFINITY;
-                    let mut bi: i64 = -1;
-                    'win: for ki in 0..p.kernel[0] {
-                        let iy = y0 + (ki * p.dilation[0]) as isize;
-                        if iy < 0 || iy >= h as isize {
-                            continue;
-                        }
-                        for kj in 0..p.kernel[1] {
-                            let ix = x0 + (kj * p.dilation[1]) as isize;
-                            if ix < 0 || ix >= w as isize {
-                                continue;
-                            }
-                            let i = iy as usize * w + ix as usize;
-                            let val = src[i].to_acc();
-                            if val > best || val.is_nan() || bi < 0 {
-                                best = val;
-                                bi = i as i64;
-                                if val.is_nan() {
-                                    break 'win;
-                                }
-                            }
-                        }
-                    }
-                    dst[oy * ow + ox] = (T::from_acc(best), bi.max(0));
-                }
-            }
-        });
-        res.into_iter().unzip()
+        match l.contiguous_range() {
+            Some(r) if h * w > 0 && out.numel() > 0 => max_pool_fast(&v[r], [h, w], [oh, ow], p),
+            _ => max_pool_general(v, l, p, out),
+        }
     }
     macro_rules! arm {
         ($var:ident, $v:expr) => {{
@@ -110,34 +80,352 @@ pub(crate) fn max_pool2d(
     })
 }
 
-pub(crate) fn avg_pool2d(s: &CpuStorage, l: &Layout, p: &AvgPool2dParams, out: &Shape) -> Result<CpuStorage> {
-    fn go<T: FloatDType>(v: &[T], l: &Layout, p: &AvgPool2dParams, out: &Shape) -> Vec<T> {
-        let x = contiguous(v, l);
-        let [_, _, h, w] = dims4(l.shape());
-        let [_, _, oh, ow] = dims4(out);
-        let mut res = vec![T::zero(); out.numel()];
-        planes(&x, h * w, &mut res, oh * ow, |src, dst| {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    // PyTorch: the divisor counts padding up to the padded border only.
-                    let ys = (oy * p.stride[0]) as isize - p.padding[0] as isize;
-                    let xs = (ox * p.stride[1]) as isize - p.padding[1] as isize;
-                    let ye = (ys + p.kernel[0] as isize).min((h + p.padding[0]) as isize);
-                    let xe = (xs + p.kernel[1] as isize).min((w + p.padding[1]) as isize);
-                    let pool = ((ye - ys) * (xe - xs)) as usize;
-                    let (ys, xs) = (ys.max(0) as usize, xs.max(0) as usize);
-                    let (ye, xe) = ((ye as usize).min(h), (xe as usize).min(w));
-                    if ys >= ye || xs >= xe {
-                        dst[oy * ow + ox] = T::zero();
+/// The reference kernel for any layout: per-tap bounds checks, NaN wins (the
+/// first one), otherwise the first of equal maxima.
+fn max_pool_general<T: FloatDType>(v: &[T], l: &Layout, p: &MaxPool2dParams, out: &Shape) -> (Vec<T>, Vec<i64>) {
+    let x = contiguous(v, l);
+    let [_, _, h, w] = dims4(l.shape());
+    let [_, _, oh, ow] = dims4(out);
+    // Values and indices are computed together: each plane entry is (value, index).
+    let mut res = vec![(T::zero(), 0i64); out.numel()];
+    planes(&x, h * w, &mut res, oh * ow, |src, dst| {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let y0 = (oy * p.stride[0]) as isize - p.padding[0] as isize;
+                let x0 = (ox * p.stride[1]) as isize - p.padding[1] as isize;
+                let mut best = <T::Acc as Float>::NEG_INFINITY;
+                let mut bi: i64 = -1;
+                'win: for ki in 0..p.kernel[0] {
+                    let iy = y0 + (ki * p.dilation[0]) as isize;
+                    if iy < 0 || iy >= h as isize {
                         continue;
                     }
-                    let sum = window_sum(src, w, ys..ye, xs..xe);
-                    let div = if p.count_include_pad { pool } else { (ye - ys) * (xe - xs) };
-                    dst[oy * ow + ox] = T::from_acc(sum / <T::Acc as Float>::from_usize(div));
+                    for kj in 0..p.kernel[1] {
+                        let ix = x0 + (kj * p.dilation[1]) as isize;
+                        if ix < 0 || ix >= w as isize {
+                            continue;
+                        }
+                        let i = iy as usize * w + ix as usize;
+                        let val = src[i].to_acc();
+                        if val > best || val.is_nan() || bi < 0 {
+                            best = val;
+                            bi = i as i64;
+                            if val.is_nan() {
+                                break 'win;
+                            }
+                        }
+                    }
+                }
+                dst[oy * ow + ox] = (T::from_acc(best), bi.max(0));
+            }
+        }
+    });
+    res.into_iter().unzip()
+}
+
+/// The taps of one window along one axis that land inside the input: window
+/// position `o` starts at input coordinate `start` (negative inside the
+/// padding), and taps `lo..hi` (of `0..k`) are in `0..n`.
+#[derive(Clone, Copy)]
+struct Taps {
+    start: isize,
+    lo: usize,
+    hi: usize,
+}
+
+impl Taps {
+    /// One entry per output position along an axis of input size `n`.
+    fn axis(outs: usize, n: usize, k: usize, stride: usize, pad: usize, dil: usize) -> Vec<Taps> {
+        (0..outs)
+            .map(|o| {
+                let start = (o * stride) as isize - pad as isize;
+                // First tap with start + t * dil >= 0, and one past the last with start + t * dil < n.
+                let lo = if start >= 0 { 0 } else { start.unsigned_abs().div_ceil(dil) };
+                let hi = if start >= n as isize { 0 } else { (n as isize - start).unsigned_abs().div_ceil(dil) };
+                let hi = hi.min(k);
+                Taps { start, lo: lo.min(hi), hi }
+            })
+            .collect()
+    }
+
+    /// Whether every tap of a `k`-tap window is inside the input.
+    fn full(&self, k: usize) -> bool {
+        self.lo == 0 && self.hi == k
+    }
+}
+
+/// Keeps the running maximum: a NaN replaces any non-NaN (and then stays), a
+/// value replaces a smaller one; ties keep the earlier tap.
+/// Branch-free (random data would mispredict): with `best` not NaN, `v` is
+/// taken unless `v <= best`, which is false for a NaN `v`.
+#[inline(always)]
+#[allow(clippy::eq_op, clippy::neg_cmp_op_on_partial_ord)] // `best == best` is the not-NaN test; `!(v <= best)` is true for a NaN `v`
+fn take_max<A: Float>(best: &mut A, bi: &mut usize, v: A, i: usize) {
+    let take = !(v <= *best) & (*best == *best);
+    *best = if take { v } else { *best };
+    *bi = if take { i } else { *bi };
+}
+
+/// Runs `f(in_plane, out_plane)` over the N*C planes, writing `out_sz`
+/// elements per plane into uninitialized memory. `f` must write every element
+/// of the output plane it is given.
+fn planes1<T: Sync, U: Send>(
+    x: &[T],
+    in_sz: usize,
+    out_sz: usize,
+    f: impl Fn(&[T], &mut [MaybeUninit<U>]) + Sync + Send,
+) -> Vec<U> {
+    let n = x.len() / in_sz * out_sz;
+    let mut a = Vec::with_capacity(n);
+    let da = &mut a.spare_capacity_mut()[..n];
+    if x.len() >= PAR_MIN_ELEMS {
+        install(|| x.par_chunks_exact(in_sz).zip(da.par_chunks_exact_mut(out_sz)).for_each(|(s, a)| f(s, a)));
+    } else {
+        x.chunks_exact(in_sz).zip(da.chunks_exact_mut(out_sz)).for_each(|(s, a)| f(s, a));
+    }
+    // SAFETY: the `n / out_sz` output planes pair up with the `x.len() / in_sz`
+    // input planes (the same count), so they cover `0..n`, and `f` writes every
+    // element of the plane it is given.
+    unsafe { a.set_len(n) };
+    a
+}
+
+/// Runs `f(in_plane, out_plane, idx_plane)` over the N*C planes, writing two
+/// outputs of `out_sz` elements per plane into uninitialized memory.
+/// `f` must write every element of both output planes.
+fn planes2<T: Sync, U: Send, V: Send>(
+    x: &[T],
+    in_sz: usize,
+    out_sz: usize,
+    f: impl Fn(&[T], &mut [MaybeUninit<U>], &mut [MaybeUninit<V>]) + Sync + Send,
+) -> (Vec<U>, Vec<V>) {
+    let n = x.len() / in_sz * out_sz;
+    let (mut a, mut b) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (da, db) = (&mut a.spare_capacity_mut()[..n], &mut b.spare_capacity_mut()[..n]);
+    if x.len() >= PAR_MIN_ELEMS {
+        install(|| {
+            x.par_chunks_exact(in_sz)
+                .zip(da.par_chunks_exact_mut(out_sz))
+                .zip(db.par_chunks_exact_mut(out_sz))
+                .for_each(|((s, a), b)| f(s, a, b))
+        });
+    } else {
+        x.chunks_exact(in_sz)
+            .zip(da.chunks_exact_mut(out_sz))
+            .zip(db.chunks_exact_mut(out_sz))
+            .for_each(|((s, a), b)| f(s, a, b));
+    }
+    // SAFETY: the `n / out_sz` output planes pair up with the `x.len() / in_sz`
+    // input planes (the same count), so they cover `0..n`, and `f` writes every
+    // element of the planes it is given.
+    unsafe {
+        a.set_len(n);
+        b.set_len(n);
+    }
+    (a, b)
+}
+
+/// Max pooling of a contiguous NCHW input with non-empty planes and output:
+/// the same results as [`max_pool_general`], written straight into the two
+/// outputs, with the taps outside the input skipped per row and column
+/// instead of per tap. Square 2x2 and 3x3 kernels with stride 1 or 2 (no
+/// dilation) take a vectorized path over blocks of [`BLOCK`] windows.
+fn max_pool_fast<T: FloatDType>(
+    x: &[T],
+    [h, w]: [usize; 2],
+    [oh, ow]: [usize; 2],
+    p: &MaxPool2dParams,
+) -> (Vec<T>, Vec<i64>) {
+    let (k, s, d) = (p.kernel, p.stride, p.dilation);
+    let rows = Taps::axis(oh, h, k[0], s[0], p.padding[0], d[0]);
+    let cols = Taps::axis(ow, w, k[1], s[1], p.padding[1], d[1]);
+    // Columns whose taps are all inside form one run (window starts increase).
+    let first = cols.iter().position(|t| t.full(k[1])).unwrap_or(0);
+    let end = cols.iter().rposition(|t| t.full(k[1])).map_or(0, |i| i + 1);
+    let inner = first..end.max(first);
+    let (rows, cols, inner) = (&rows, &cols, &inner);
+    macro_rules! fixed {
+        ($k:literal, $s:literal) => {
+            planes2(x, h * w, oh * ow, |src, dv, di| {
+                vectorized(
+                    #[inline(always)]
+                    || max_plane_fixed::<T, $k, $s>(src, w, rows, cols, inner.clone(), dv, di),
+                )
+            })
+        };
+    }
+    match (k, s[0] == s[1], s[1], d) {
+        ([2, 2], true, 2, [1, 1]) => fixed!(2, 2),
+        ([3, 3], true, 2, [1, 1]) => fixed!(3, 2),
+        ([3, 3], true, 1, [1, 1]) => fixed!(3, 1),
+        ([2, 2], true, 1, [1, 1]) => fixed!(2, 1),
+        _ => planes2(x, h * w, oh * ow, |src, dv, di| max_plane_any(src, w, rows, cols, d, dv, di)),
+    }
+}
+
+/// Any window geometry, one window at a time.
+fn max_plane_any<T: FloatDType>(
+    src: &[T],
+    w: usize,
+    rows: &[Taps],
+    cols: &[Taps],
+    dil: [usize; 2],
+    dv: &mut [MaybeUninit<T>],
+    di: &mut [MaybeUninit<i64>],
+) {
+    let ow = cols.len();
+    for ((vrow, irow), ry) in dv.chunks_exact_mut(ow).zip(di.chunks_exact_mut(ow)).zip(rows) {
+        for ((v, i), cx) in vrow.iter_mut().zip(irow.iter_mut()).zip(cols) {
+            let (best, bi) = window_max(src, w, ry, cx, dil);
+            v.write(T::from_acc(best));
+            i.write(bi as i64);
+        }
+    }
+}
+
+/// Windows per block of the vectorized loop: a multiple of its vector width,
+/// plus one where the compiler keeps a scalar last iteration (stride 2 with
+/// overlapping windows reads an incomplete interleave group).
+const fn block(k: usize, s: usize) -> usize {
+    if s == 1 || k == s {
+        8
+    } else {
+        9
+    }
+}
+
+/// KxK windows with stride S (both axes) and no dilation. In rows whose taps
+/// are all inside, the run of `inner` columns (all taps inside) goes through
+/// one loop over constant tap offsets, which vectorizes across windows;
+/// everything else one window at a time.
+#[inline(always)]
+fn max_plane_fixed<T: FloatDType, const K: usize, const S: usize>(
+    src: &[T],
+    w: usize,
+    rows: &[Taps],
+    cols: &[Taps],
+    inner: Range<usize>,
+    dv: &mut [MaybeUninit<T>],
+    di: &mut [MaybeUninit<i64>],
+) {
+    let ow = cols.len();
+    let one = |v: &mut MaybeUninit<T>, i: &mut MaybeUninit<i64>, ry: &Taps, cx: &Taps| {
+        let (best, bi) = window_max(src, w, ry, cx, [1, 1]);
+        v.write(T::from_acc(best));
+        i.write(bi as i64);
+    };
+    for ((vrow, irow), ry) in dv.chunks_exact_mut(ow).zip(di.chunks_exact_mut(ow)).zip(rows) {
+        if !ry.full(K) || inner.is_empty() {
+            for ((v, i), cx) in vrow.iter_mut().zip(irow.iter_mut()).zip(cols) {
+                one(v, i, ry, cx);
+            }
+            continue;
+        }
+        let (c0, c1) = (inner.start, inner.end);
+        let (vl, vrest) = vrow.split_at_mut(c0);
+        let (il, irest) = irow.split_at_mut(c0);
+        let (vr, vt) = vrest.split_at_mut(c1 - c0);
+        let (ir, it) = irest.split_at_mut(c1 - c0);
+        let border = vl.iter_mut().zip(il.iter_mut()).zip(&cols[..c0]);
+        for ((v, i), cx) in border.chain(vt.iter_mut().zip(it.iter_mut()).zip(&cols[c1..])) {
+            one(v, i, ry, cx);
+        }
+        // All taps inside: the first window starts at row ry.start >= 0, column cols[c0].start >= 0.
+        let base = ry.start as usize * w + cols[c0].start as usize;
+        // The vectorized loop leaves `len % VF` windows to a scalar tail, which
+        // would dominate short rows: run a multiple of `b` windows, then
+        // the last `b` windows again (rewriting a few with the same values).
+        let (n, b) = (vr.len(), block(K, S));
+        let full = if n >= b { n / b * b } else { n };
+        let mut ok = max_run::<T, K, S>(src, w, base, &mut vr[..full], &mut ir[..full]);
+        if ok && full < n {
+            // Opaque, so the compiler keeps the loop instead of unrolling it (scalar).
+            let c = n - std::hint::black_box(b);
+            ok = max_run::<T, K, S>(src, w, base + c * S, &mut vr[c..], &mut ir[c..]);
+        }
+        if !ok {
+            // Unreachable (the windows are inside the plane); kept so every output is written.
+            for ((v, i), cx) in vr.iter_mut().zip(ir.iter_mut()).zip(&cols[c0..c1]) {
+                one(v, i, ry, cx);
+            }
+        }
+    }
+}
+
+/// `dv.len()` neighbouring KxK windows, stride S; the first starts at `base`.
+/// Same tap order and tie rule as the general kernel. Writes nothing and
+/// returns false unless every tap is inside `src`.
+#[inline(always)]
+fn max_run<T: FloatDType, const K: usize, const S: usize>(
+    src: &[T],
+    w: usize,
+    base: usize,
+    dv: &mut [MaybeUninit<T>],
+    di: &mut [MaybeUninit<i64>],
+) -> bool {
+    let n = dv.len().min(di.len());
+    if n == 0 {
+        return true;
+    }
+    // The last tap of the last window.
+    let last = (K - 1)
+        .checked_mul(w + 1)
+        .and_then(|t| t.checked_add(base))
+        .and_then(|t| t.checked_add((n - 1).checked_mul(S)?));
+    if last.is_none_or(|l| l >= src.len()) {
+        return false;
+    }
+    for (j, (v, i)) in dv.iter_mut().zip(di.iter_mut()).enumerate() {
+        let o = base + j * S;
+        // SAFETY: with j < n, ki < K and kj < K, o + ki * w + kj <= `last`,
+        // which is in bounds (checked above). Unchecked reads let the loop
+        // vectorize (a bounds check is an early exit).
+        let at = |ki: usize, kj: usize| unsafe { src.get_unchecked(o + ki * w + kj) }.to_acc();
+        let (mut best, mut bi) = (at(0, 0), o);
+        for ki in 0..K {
+            for kj in 0..K {
+                if ki + kj > 0 {
+                    take_max(&mut best, &mut bi, at(ki, kj), o + ki * w + kj);
                 }
             }
-        });
-        res
+        }
+        v.write(T::from_acc(best));
+        i.write(bi as i64);
+    }
+    true
+}
+
+/// The maximum over the in-bounds taps of one window and its index (`-inf`
+/// at index 0 when no tap is inside, as the general kernel gives).
+#[inline(always)]
+fn window_max<T: FloatDType>(src: &[T], w: usize, ry: &Taps, cx: &Taps, dil: [usize; 2]) -> (T::Acc, usize) {
+    if ry.lo >= ry.hi || cx.lo >= cx.hi {
+        return (<T::Acc as Float>::NEG_INFINITY, 0);
+    }
+    // lo..hi keeps start + t * dil inside the plane.
+    let at = |ki: usize, kj: usize| {
+        (ry.start + (ki * dil[0]) as isize) as usize * w + (cx.start + (kj * dil[1]) as isize) as usize
+    };
+    let i0 = at(ry.lo, cx.lo);
+    // Starting from the first tap; seeing it again below changes nothing.
+    let (mut best, mut bi) = (src[i0].to_acc(), i0);
+    for ki in ry.lo..ry.hi {
+        for kj in cx.lo..cx.hi {
+            let i = at(ki, kj);
+            take_max(&mut best, &mut bi, src[i].to_acc(), i);
+        }
+    }
+    (best, bi)
+}
+
+pub(crate) fn avg_pool2d(s: &CpuStorage, l: &Layout, p: &AvgPool2dParams, out: &Shape) -> Result<CpuStorage> {
+    fn go<T: FloatDType>(v: &[T], l: &Layout, p: &AvgPool2dParams, out: &Shape) -> Vec<T> {
+        let [_, _, h, w] = dims4(l.shape());
+        let [_, _, oh, ow] = dims4(out);
+        match l.contiguous_range() {
+            Some(r) if h * w > 0 && out.numel() > 0 => avg_pool_fast(&v[r], [h, w], [oh, ow], p),
+            _ => avg_pool_general(v, l, p, out),
+        }
     }
     Ok(match s {
         CpuStorage::F32(v) => CpuStorage::F32(go(v, l, p, out)),
@@ -150,6 +438,80 @@ pub(crate) fn avg_pool2d(s: &CpuStorage, l: &Layout, p: &AvgPool2dParams, out: &
                 dtype: other.dtype(),
                 msg: "expected a floating-point tensor",
             })
+        }
+    })
+}
+
+/// The reference kernel for any layout.
+fn avg_pool_general<T: FloatDType>(v: &[T], l: &Layout, p: &AvgPool2dParams, out: &Shape) -> Vec<T> {
+    let x = contiguous(v, l);
+    let [_, _, h, w] = dims4(l.shape());
+    let [_, _, oh, ow] = dims4(out);
+    let mut res = vec![T::zero(); out.numel()];
+    planes(&x, h * w, &mut res, oh * ow, |src, dst| {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                // PyTorch: the divisor counts padding up to the padded border only.
+                let ys = (oy * p.stride[0]) as isize - p.padding[0] as isize;
+                let xs = (ox * p.stride[1]) as isize - p.padding[1] as isize;
+                let ye = (ys + p.kernel[0] as isize).min((h + p.padding[0]) as isize);
+                let xe = (xs + p.kernel[1] as isize).min((w + p.padding[1]) as isize);
+                let pool = ((ye - ys) * (xe - xs)) as usize;
+                let (ys, xs) = (ys.max(0) as usize, xs.max(0) as usize);
+                let (ye, xe) = ((ye as usize).min(h), (xe as usize).min(w));
+                if ys >= ye || xs >= xe {
+                    dst[oy * ow + ox] = T::zero();
+                    continue;
+                }
+                let sum = window_sum(src, w, ys..ye, xs..xe);
+                let div = if p.count_include_pad { pool } else { (ye - ys) * (xe - xs) };
+                dst[oy * ow + ox] = T::from_acc(sum / <T::Acc as Float>::from_usize(div));
+            }
+        }
+    });
+    res
+}
+
+/// One axis of an average-pooling window: the in-bounds input range and the
+/// extent counted by `count_include_pad` (clipped at the padded border).
+#[derive(Clone, Copy)]
+struct AvgSpan {
+    start: usize,
+    end: usize,
+    padded: usize,
+}
+
+impl AvgSpan {
+    fn axis(outs: usize, n: usize, k: usize, stride: usize, pad: usize) -> Vec<AvgSpan> {
+        (0..outs)
+            .map(|o| {
+                let s = (o * stride) as isize - pad as isize;
+                let e = (s + k as isize).min((n + pad) as isize);
+                AvgSpan { start: s.max(0) as usize, end: (e.max(0) as usize).min(n), padded: (e - s) as usize }
+            })
+            .collect()
+    }
+}
+
+/// Average pooling of a contiguous NCHW input with non-empty planes and
+/// output: the same sums (same order) and divisors as [`avg_pool_general`],
+/// with the window bounds computed once per row and column.
+fn avg_pool_fast<T: FloatDType>(x: &[T], [h, w]: [usize; 2], [oh, ow]: [usize; 2], p: &AvgPool2dParams) -> Vec<T> {
+    let rows = AvgSpan::axis(oh, h, p.kernel[0], p.stride[0], p.padding[0]);
+    let cols = AvgSpan::axis(ow, w, p.kernel[1], p.stride[1], p.padding[1]);
+    let (rows, cols) = (&rows, &cols);
+    planes1(x, h * w, oh * ow, |src, dv| {
+        for (vrow, ry) in dv.chunks_exact_mut(ow).zip(rows) {
+            for (v, cx) in vrow.iter_mut().zip(cols) {
+                if ry.start >= ry.end || cx.start >= cx.end {
+                    v.write(T::zero());
+                    continue;
+                }
+                let sum = window_sum(src, w, ry.start..ry.end, cx.start..cx.end);
+                let div =
+                    if p.count_include_pad { ry.padded * cx.padded } else { (ry.end - ry.start) * (cx.end - cx.start) };
+                v.write(T::from_acc(sum / <T::Acc as Float>::from_usize(div)));
+            }
         }
     })
 }
