@@ -62,6 +62,7 @@ impl Storage {
 
     /// Wraps a host buffer (what the CPU backend returns).
     pub fn cpu(buffer: CpuStorage) -> Storage {
+        crate::cpu::alloc::ensure_tuned();
         Storage(Shared::Cpu(triomphe::Arc::new(buffer)))
     }
 

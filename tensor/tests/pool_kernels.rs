@@ -155,7 +155,8 @@ fn max_pool_fast_path_matches_reference_and_general_path() {
         ([2, 2], [1, 1], [0, 0]),
         ([2, 2], [1, 1], [1, 0]),
     ];
-    let sizes = [[1, 1, 2, 2], [2, 3, 7, 9], [1, 2, 15, 16], [2, 2, 30, 30], [1, 3, 31, 17], [3, 1, 9, 40], [2, 4, 70, 67]];
+    let sizes =
+        [[1, 1, 2, 2], [2, 3, 7, 9], [1, 2, 15, 16], [2, 2, 30, 30], [1, 3, 31, 17], [3, 1, 9, 40], [2, 4, 70, 67]];
     for &(kernel, stride, padding) in fixed {
         for ceil_mode in [false, true] {
             for dims in sizes {
@@ -397,7 +398,8 @@ fn scatter_add_matches_reference() -> Result<()> {
                 let r = t.rank();
                 t.transpose(r - 2, r - 1)?.contiguous()?.transpose(r - 2, r - 1)
             };
-            let got = tr(&x)?.scatter_add(dim, &tr(&Tensor::from_vec(idx.clone(), id.as_slice(), &cpu())?)?, &tr(&s)?)?;
+            let got =
+                tr(&x)?.scatter_add(dim, &tr(&Tensor::from_vec(idx.clone(), id.as_slice(), &cpu())?)?, &tr(&s)?)?;
             assert_eq!(got.to_vec::<i64>()?, ref_scatter_add(&xi, &xd, &idx, &id, &si, &sd, dim), "{what} strided");
         }
     }

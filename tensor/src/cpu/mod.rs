@@ -1,5 +1,6 @@
 //! The CPU backend: rayon-parallel kernels, gemm matrix products, im2col convolution.
 
+pub(crate) mod alloc;
 mod conv;
 mod conv_direct;
 mod elementwise;
