@@ -4,6 +4,7 @@
 //! workspace crates; most programs only need `use oar::prelude::*`.
 
 pub use oar_autograd as autograd;
+pub use oar_nn as nn;
 pub use oar_tensor as tensor;
 pub use oar_tensor::{
     manual_seed, no_grad, num_threads, set_num_threads, AvgPool2dParams, Conv2dParams, ConvTranspose2dParams, DType,
@@ -13,6 +14,8 @@ pub use oar_tensor::{
 /// The names most programs use.
 pub mod prelude {
     pub use oar_autograd::Backward;
+    pub use oar_nn::optim::Optimizer;
+    pub use oar_nn::{Forward, Module};
     pub use oar_tensor::{
         AvgPool2dParams, Conv2dParams, ConvTranspose2dParams, DType, Device, MaxPool2dParams, Result, Shape, Tensor,
     };

@@ -38,6 +38,23 @@ pub enum Error {
 
     #[error("{op} is not implemented on device {device}")]
     NotImplemented { op: &'static str, device: String },
+
+    /// A file could not be read or written (checkpoints, datasets, models).
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A file was read but its contents are malformed, truncated or inconsistent.
+    #[error("{path}: {msg}")]
+    InvalidFile { path: String, msg: String },
+
+    /// Loading a state dict found missing, unexpected or mismatched entries
+    /// (every one is listed).
+    #[error("load_state_dict: {msg}")]
+    StateDict { msg: String },
 }
 
 /// Result alias used by every fallible operation of the crate.
@@ -50,5 +67,20 @@ impl Error {
 
     pub(crate) fn invalid(op: &'static str, msg: impl Into<String>) -> Self {
         Error::InvalidArgument { op, msg: msg.into() }
+    }
+
+    /// An [`Error::Io`] with what was being done (`"reading checkpoint model.safetensors"`).
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io { context: context.into(), source }
+    }
+
+    /// An [`Error::InvalidFile`] for `path`.
+    pub fn invalid_file(path: impl AsRef<std::path::Path>, msg: impl Into<String>) -> Self {
+        Error::InvalidFile { path: path.as_ref().display().to_string(), msg: msg.into() }
+    }
+
+    /// An [`Error::InvalidArgument`] from outside this crate (layers, losses, optimizers).
+    pub fn invalid_arg(op: &'static str, msg: impl Into<String>) -> Self {
+        Error::invalid(op, msg)
     }
 }
