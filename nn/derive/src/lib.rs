@@ -26,6 +26,9 @@ fn nn_path() -> TokenStream2 {
     use proc_macro_crate::{crate_name, FoundCrate};
     if let Ok(found) = crate_name("oar-nn") {
         return match found {
+            // Doc tests of oar-nn are separate crates that see it as `oar_nn`
+            // (rustdoc sets this variable while compiling them).
+            FoundCrate::Itself if std::env::var_os("UNSTABLE_RUSTDOC_TEST_PATH").is_some() => quote!(::oar_nn),
             FoundCrate::Itself => quote!(crate),
             FoundCrate::Name(name) => {
                 let ident = format_ident!("{}", name);
