@@ -248,6 +248,77 @@ def _mk():
     return block
 
 
+# --------------------------------------------------------------- train steps
+# As benches/train.rs and shared/reference/pytorch_bench.py: zero_grad(set_to_none),
+# forward, cross-entropy, backward, SGD(lr=0.01) step, on a fixed random batch.
+
+
+class LeNet5(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(1, 6, 5, padding=2)
+        self.conv2 = torch.nn.Conv2d(6, 16, 5)
+        self.fc1 = torch.nn.Linear(400, 120)
+        self.fc2 = torch.nn.Linear(120, 84)
+        self.fc3 = torch.nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = F.relu(self.fc1(torch.flatten(x, 1)))
+        return self.fc3(F.relu(self.fc2(x)))
+
+
+class SimpleCNN(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 10, 3)
+        self.fc = torch.nn.Linear(10 * 15 * 15, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(F.max_pool2d(F.relu(self.conv(x)), 2), 1))
+
+
+class MLP(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = torch.nn.Linear(784, 512)
+        self.fc2 = torch.nn.Linear(512, 512)
+        self.fc3 = torch.nn.Linear(512, 10)
+
+    def forward(self, x):
+        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
+
+
+def train_step(model, shape):
+    x = torch.randn(*shape)
+    y = torch.arange(shape[0], dtype=torch.int64) % 10
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+
+    def block(k):
+        for _ in range(k):
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+    return block
+
+
+@workload("train_step_f32/lenet5_bs64", grad=True)
+def _mk():
+    return train_step(LeNet5(), (64, 1, 28, 28))
+
+
+@workload("train_step_f32/simple_cnn_bs64", grad=True)
+def _mk():
+    return train_step(SimpleCNN(), (64, 3, 32, 32))
+
+
+@workload("train_step_f32/mlp_bs128", grad=True)
+def _mk():
+    return train_step(MLP(), (128, 784))
+
+
 def main():
     print(f"# torch {torch.__version__} threads={torch.get_num_threads()} interop={torch.get_num_interop_threads()} "
           f"cpu_capability={torch.backends.cpu.get_cpu_capability()} mkldnn={torch.backends.mkldnn.is_available()} "

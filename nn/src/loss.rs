@@ -260,7 +260,8 @@ pub fn l1_loss(input: &Tensor, target: &Tensor, reduction: Reduction) -> Result<
 }
 
 /// Binary cross-entropy on logits: `-[y log s(x) + (1 - y) log(1 - s(x))]`,
-/// computed as `max(x, 0) - x y + log(1 + exp(-|x|))` so no exp overflows.
+/// computed as `(1 - y) x + log(1 + exp(-x))` with the softplus evaluated at a
+/// non-positive argument, so no exp overflows.
 /// `pos_weight` (broadcast over the last dim, as PyTorch) scales the
 /// positive term; `weight` (broadcast) scales each element.
 pub fn binary_cross_entropy_with_logits(
@@ -271,17 +272,20 @@ pub fn binary_cross_entropy_with_logits(
     reduction: Reduction,
 ) -> Result<Tensor> {
     check_same_shape("binary_cross_entropy_with_logits", input, target)?;
-    // log(1 + exp(-|x|)) = softplus(-|x|).
-    let log1p_exp = input.abs()?.neg()?.softplus()?;
-    let loss = match pos_weight {
-        None => input.relu()?.sub(&input.mul(target)?)?.add(&log1p_exp)?,
-        Some(pw) => {
-            // (1 - y) x + (1 + (pw - 1) y) (log(1 + exp(-|x|)) + max(-x, 0)).
-            let lw = pw.sub_scalar(1.0)?.mul(target)?.add_scalar(1.0)?;
-            let one_minus_y = target.neg()?.add_scalar(1.0)?;
-            one_minus_y.mul(input)?.add(&lw.mul(&log1p_exp.add(&input.neg()?.relu()?)?)?)?
-        }
+    // -log s(x) = log(1 + exp(-x)) = softplus(-x), evaluated where its argument is <= 0
+    // (softplus(-x) for x >= 0, softplus(x) - x otherwise) so no exp overflows and the
+    // gradient is exact everywhere. (The form max(-x, 0) + softplus(-|x|) has the same
+    // value but a zero subgradient of relu/abs at x = 0, where the true gradient is -1/2:
+    // zero-initialized logits got the wrong gradient.)
+    let neg_log_sigmoid =
+        input.ge_scalar(0.0)?.where_cond(&input.neg()?.softplus()?, &input.softplus()?.sub(input)?)?;
+    let one_minus_y = target.neg()?.add_scalar(1.0)?;
+    // (1 - y) x + (1 + (pw - 1) y) softplus(-x), as PyTorch (pw = 1 without pos_weight).
+    let positive = match pos_weight {
+        None => neg_log_sigmoid,
+        Some(pw) => pw.sub_scalar(1.0)?.mul(target)?.add_scalar(1.0)?.mul(&neg_log_sigmoid)?,
     };
+    let loss = one_minus_y.mul(input)?.add(&positive)?;
     let loss = match weight {
         Some(w) => loss.mul(w)?,
         None => loss,

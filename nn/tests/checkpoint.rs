@@ -45,7 +45,10 @@ fn every_dtype_round_trips_bit_exactly() -> Result<()> {
             Ok(match t.dtype() {
                 DType::F32 => t.to_vec::<f32>()?.iter().map(|v| v.to_bits() as u64).collect(),
                 DType::F64 => t.to_vec::<f64>()?.iter().map(|v| v.to_bits()).collect(),
-                _ => t.to_dtype(DType::I64).and_then(|t| t.to_vec::<i64>()).map(|v| v.iter().map(|&x| x as u64).collect())?,
+                _ => t
+                    .to_dtype(DType::I64)
+                    .and_then(|t| t.to_vec::<i64>())
+                    .map(|v| v.iter().map(|&x| x as u64).collect())?,
             })
         };
         if t.dtype() == DType::F16 || t.dtype() == DType::BF16 {

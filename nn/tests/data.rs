@@ -168,6 +168,10 @@ fn dataset_errors_reach_the_training_loop() -> Result<()> {
     assert!(err.contains("example 5"), "{err}");
     assert_eq!(results[0].as_ref().unwrap().inputs.dims(), &[2, 2]);
     assert!(DataLoader::new(Failing, DataLoaderConfig::new(0)).is_err());
-    assert!(TensorDataset::new(Tensor::zeros([3, 2], DType::F32, &Device::cpu())?, Tensor::zeros([4], DType::I64, &Device::cpu())?).is_err());
+    assert!(TensorDataset::new(
+        Tensor::zeros([3, 2], DType::F32, &Device::cpu())?,
+        Tensor::zeros([4], DType::I64, &Device::cpu())?
+    )
+    .is_err());
     Ok(())
 }

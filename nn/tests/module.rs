@@ -1,9 +1,7 @@
 //! The module tree: derived names, state dicts, loading with every problem
 //! reported, train/eval propagation, device/dtype moves, Sequential.
 
-use oar_nn::{
-    BatchNorm2d, Buffer, Conv2d, Dropout, Forward, Linear, Module, Param, ReLU, Sequential, StateDict,
-};
+use oar_nn::{BatchNorm2d, Buffer, Conv2d, Dropout, Forward, Linear, Module, Param, ReLU, Sequential, StateDict};
 use oar_tensor::{DType, Device, Error, Result, Tensor};
 
 #[derive(Module)]

@@ -5,7 +5,8 @@ use oar_tensor::{DType, Device, Error, Result, Tensor};
 /// A lookup table (`nn.Embedding(num_embeddings, embedding_dim)`): weight
 /// `[num, dim]` drawn from N(0, 1). Input: integer indices of any shape;
 /// output: that shape with `dim` appended. With a `padding_idx`, that row
-/// starts at zero and gets no gradient.
+/// starts at zero and gets no gradient (lookups of it return its current
+/// value, as PyTorch's).
 #[derive(Debug)]
 pub struct Embedding {
     pub weight: Param,
@@ -66,12 +67,20 @@ impl Forward for Embedding {
             });
         }
         let w = self.weight.get();
+        let num = w.dims()[0];
         let flat = idx.reshape([idx.numel()])?;
-        let rows = w.index_select(0, &flat)?;
+        let rows = w.index_select(0, &flat).map_err(|e| match e {
+            Error::IndexOutOfRange { index, .. } => Error::invalid_arg(
+                "Embedding",
+                format!("index {index} out of range for {num} embeddings (valid: 0..{num})"),
+            ),
+            other => other,
+        })?;
         let rows = match self.padding_idx {
-            // Rows looked up at the padding index are replaced by a constant
-            // zero, so no gradient reaches that row of the table.
-            Some(p) => rows.masked_fill(&flat.eq_scalar(p as f64)?.unsqueeze(1)?, 0.0)?,
+            // Rows looked up at the padding index keep the table's value (as
+            // PyTorch returns it, zero only while that row is zero) but come
+            // from a detached copy, so no gradient reaches that row.
+            Some(p) => flat.eq_scalar(p as f64)?.unsqueeze(1)?.where_cond(&rows.detach(), &rows)?,
             None => rows,
         };
         let mut shape = idx.dims().to_vec();

@@ -5,8 +5,9 @@ use oar_tensor::{DType, Error, Result, Tensor};
 /// (as one vector; `f64::INFINITY` for the max norm) is at most `max_norm`,
 /// as `torch.nn.utils.clip_grad_norm_`: every gradient is multiplied by
 /// `min(1, max_norm / (total + 1e-6))`. Returns the total norm before
-/// clipping, as a 0-d f32 tensor (read it with `item()`; it stays on the
-/// device, so no host sync is forced).
+/// clipping, as a 0-d tensor (read it with `item()`; it stays on the
+/// device, so no host sync is forced): f64 when any gradient is f64, f32
+/// otherwise (half-precision gradients are accumulated in f32).
 pub fn clip_grad_norm(params: &[Param], max_norm: f64, norm_type: f64) -> Result<Tensor> {
     if max_norm.is_nan() || max_norm < 0.0 || norm_type.is_nan() || norm_type <= 0.0 {
         return Err(Error::invalid_arg(
@@ -20,9 +21,12 @@ pub fn clip_grad_norm(params: &[Param], max_norm: f64, norm_type: f64) -> Result
         return Tensor::zeros((), DType::F32, &oar_tensor::Device::cpu());
     };
     let device = first.1.device().clone();
+    // f64 gradients are accumulated in f64 as PyTorch does: an f32 norm would scale
+    // them by a factor off by ~1e-7 relative.
+    let acc = if grads.iter().any(|(_, g)| g.dtype() == DType::F64) { DType::F64 } else { DType::F32 };
     let mut total: Option<Tensor> = None;
     for (_, g) in &grads {
-        let g = g.to_dtype(DType::F32)?;
+        let g = g.to_dtype(acc)?;
         let part =
             if norm_type.is_infinite() { g.abs()?.max_all()? } else { g.abs()?.pow_scalar(norm_type)?.sum_all()? };
         let part = part.to_device(&device)?;
