@@ -287,3 +287,55 @@ fn same_shape_elementwise_path_matches_the_broadcasting_path() -> Result<()> {
     assert_eq!(i.add(&i)?.to_vec::<i64>()?, (0..24).map(|v| 2 * v).collect::<Vec<i64>>());
     Ok(())
 }
+
+/// Sums and means over leading and trailing dims at once (the bias-gradient
+/// shape) reduce the trailing run in place first; the result must equal an
+/// f64 reference, for runs above and below the split's threshold, and the
+/// other paths (strided input, only trailing dims) must agree with it.
+#[test]
+fn sums_over_leading_and_trailing_dims_match_a_reference() -> Result<()> {
+    for dims in [[4usize, 3, 7, 9], [5, 2, 3, 3], [2, 6, 1, 40]] {
+        let n: usize = dims.iter().product();
+        let v: Vec<f64> = (0..n).map(|i| ((i * 7919) % 1000) as f64 / 100.0 - 5.0).collect();
+        let x = Tensor::from_vec(v.clone(), dims, &cpu())?;
+        let [nb, c, h, w] = dims;
+        let mut want = vec![0.0; c];
+        for (i, &val) in v.iter().enumerate() {
+            want[(i / (h * w)) % c] += val;
+        }
+        for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-4)] {
+            let xt = x.to_dtype(dtype)?;
+            let sum = xt.sum([0, 2, 3], false)?.to_dtype(DType::F64)?.to_vec::<f64>()?;
+            let mean = xt.mean([0, 2, 3], true)?;
+            assert_eq!(mean.dims(), &[1, c, 1, 1]);
+            let mean = mean.to_dtype(DType::F64)?.to_vec::<f64>()?;
+            for ch in 0..c {
+                let scale = 1.0 + want[ch].abs();
+                assert!((sum[ch] - want[ch]).abs() <= tol * scale, "{dims:?} {dtype} sum[{ch}]");
+                let m = want[ch] / (nb * h * w) as f64;
+                assert!((mean[ch] - m).abs() <= tol * scale, "{dims:?} {dtype} mean[{ch}]");
+            }
+            // A transposed copy of the same values goes through the general path.
+            let strided = xt.transpose(2, 3)?.contiguous()?.transpose(2, 3)?;
+            let general = strided.sum([0, 2, 3], false)?.to_dtype(DType::F64)?.to_vec::<f64>()?;
+            for ch in 0..c {
+                assert!((general[ch] - sum[ch]).abs() <= tol * (1.0 + want[ch].abs()), "{dims:?} {dtype} strided");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// ReLU's backward is 0 wherever the input is <= 0, whatever the incoming
+/// gradient (PyTorch's threshold_backward): a NaN or infinite gradient there
+/// does not leak through.
+#[test]
+fn relu_backward_is_zero_where_the_input_is_not_positive() -> Result<()> {
+    let x = Tensor::from_vec(vec![-1.0f32, 0.0, 2.0, -0.0, 3.0], [5], &cpu())?;
+    let g = Tensor::from_vec(vec![f32::NAN, f32::INFINITY, 5.0, f32::NAN, f32::NAN], [5], &cpu())?;
+    let d = g.unary_backward(oar_tensor::UnaryOp::Relu, &x)?.to_vec::<f32>()?;
+    assert_eq!(&d[..3], &[0.0, 0.0, 5.0]);
+    assert_eq!(d[3], 0.0);
+    assert!(d[4].is_nan());
+    Ok(())
+}

@@ -28,30 +28,80 @@ pub(super) struct Geom {
     pub dil: [usize; 2],
 }
 
+/// The positions `lo..hi` of an axis of `outs` outputs whose tap lands inside
+/// an input of size `n`, for stride `s` and tap offset `off` (tap position
+/// times dilation, minus the padding): output `o` reads input `o * s + off`.
+#[inline]
+fn valid_range(outs: usize, n: usize, s: usize, off: isize) -> (usize, usize) {
+    // o * s + off >= 0 and o * s + off < n.
+    let lo = if off >= 0 { 0 } else { off.unsigned_abs().div_ceil(s) };
+    let hi = if off >= n as isize { 0 } else { (n as isize - off).unsigned_abs().div_ceil(s) };
+    let hi = hi.min(outs);
+    (lo.min(hi), hi)
+}
+
+/// Copies `src` into `dst` (equal lengths) with fixed-size block moves the
+/// compiler inlines: unfolding small images copies thousands of rows of ~10
+/// elements, and a `memcpy` call per row cost more than the data moved.
+#[inline(always)]
+fn copy_row<T: Copy>(dst: &mut [T], src: &[T]) {
+    let n = dst.len().min(src.len());
+    let (mut d, mut s) = (&mut dst[..n], &src[..n]);
+    while d.len() >= 16 {
+        let (dh, dt) = d.split_at_mut(16);
+        dh.copy_from_slice(&s[..16]);
+        (d, s) = (dt, &s[16..]);
+    }
+    for block in [8, 4, 2, 1] {
+        if d.len() >= block {
+            let (dh, dt) = d.split_at_mut(block);
+            dh.copy_from_slice(&s[..block]);
+            (d, s) = (dt, &s[block..]);
+        }
+    }
+}
+
 /// Unfolds the channels `c0..c0+cg` of one image into `col` `[cg*kh*kw, oh*ow]`.
+/// Each row of taps is split once into its padded ends (zeros) and the part
+/// inside the input (a slice copy when the stride is 1).
 fn im2col<T: Copy + Default>(x: &[T], g: &Geom, c0: usize, cg: usize, col: &mut [T]) {
+    im2col_strided(x, g, c0, cg, col, g.oh * g.ow)
+}
+
+/// [`im2col`] with rows `ld` elements apart in `col` (so several images'
+/// unfoldings can sit side by side in one matrix).
+fn im2col_strided<T: Copy + Default>(x: &[T], g: &Geom, c0: usize, cg: usize, col: &mut [T], ld: usize) {
     let l = g.oh * g.ow;
     for c in 0..cg {
         let plane = &x[(c0 + c) * g.h * g.w..][..g.h * g.w];
         for ki in 0..g.kh {
             for kj in 0..g.kw {
-                let row = &mut col[((c * g.kh + ki) * g.kw + kj) * l..][..l];
+                let row = &mut col[((c * g.kh + ki) * g.kw + kj) * ld..][..l];
+                let x0 = (kj * g.dil[1]) as isize - g.pad[1] as isize;
+                let (lo, hi) = valid_range(g.ow, g.w, g.stride[1], x0);
                 for oy in 0..g.oh {
                     let iy = (oy * g.stride[0] + ki * g.dil[0]) as isize - g.pad[0] as isize;
                     let dst = &mut row[oy * g.ow..][..g.ow];
-                    if iy < 0 || iy >= g.h as isize {
+                    if iy < 0 || iy >= g.h as isize || lo >= hi {
                         dst.fill(T::default());
                         continue;
                     }
                     let src = &plane[iy as usize * g.w..][..g.w];
-                    let x0 = (kj * g.dil[1]) as isize - g.pad[1] as isize;
-                    if g.stride[1] == 1 && x0 >= 0 && x0 as usize + g.ow <= g.w {
-                        dst.copy_from_slice(&src[x0 as usize..x0 as usize + g.ow]);
-                        continue;
+                    // Guarded: an empty fill is still a memset call, per row.
+                    if lo > 0 {
+                        dst[..lo].fill(T::default());
                     }
-                    for (ox, d) in dst.iter_mut().enumerate() {
-                        let ix = x0 + (ox * g.stride[1]) as isize;
-                        *d = if ix >= 0 && (ix as usize) < g.w { src[ix as usize] } else { T::default() };
+                    if hi < g.ow {
+                        dst[hi..].fill(T::default());
+                    }
+                    // lo..hi keeps ox * stride + x0 inside 0..w.
+                    let first = (lo * g.stride[1]) as isize + x0;
+                    if g.stride[1] == 1 {
+                        copy_row(&mut dst[lo..hi], &src[first as usize..][..hi - lo]);
+                    } else {
+                        for (j, d) in dst[lo..hi].iter_mut().enumerate() {
+                            *d = src[first as usize + j * g.stride[1]];
+                        }
                     }
                 }
             }
@@ -161,16 +211,29 @@ fn conv_t_typed<T: GemmElem + std::ops::Add<Output = T>>(
                 for ki in 0..g.kh {
                     for kj in 0..g.kw {
                         let src = &col[((o * g.kh + ki) * g.kw + kj) * l_in..][..l_in];
+                        // Input column xx adds into output column xx * stride + x0;
+                        // lo..hi are the columns that land inside the output.
+                        let x0 = (kj * g.dil[1]) as isize - g.pad[1] as isize;
+                        let (lo, hi) = valid_range(g.w, g.ow, g.stride[1], x0);
+                        if lo >= hi {
+                            continue;
+                        }
+                        let first = ((lo * g.stride[1]) as isize + x0) as usize;
                         for y in 0..g.h {
                             let oy = (y * g.stride[0] + ki * g.dil[0]) as isize - g.pad[0] as isize;
                             if oy < 0 || oy >= g.oh as isize {
                                 continue;
                             }
                             let orow = &mut plane[oy as usize * g.ow..][..g.ow];
-                            for xx in 0..g.w {
-                                let ox = (xx * g.stride[1] + kj * g.dil[1]) as isize - g.pad[1] as isize;
-                                if ox >= 0 && (ox as usize) < g.ow {
-                                    orow[ox as usize] = orow[ox as usize] + src[y * g.w + xx];
+                            let srow = &src[y * g.w + lo..y * g.w + hi];
+                            if g.stride[1] == 1 {
+                                for (d, &v) in orow[first..first + (hi - lo)].iter_mut().zip(srow) {
+                                    *d = *d + v;
+                                }
+                            } else {
+                                for (j, &v) in srow.iter().enumerate() {
+                                    let d = &mut orow[first + j * g.stride[1]];
+                                    *d = *d + v;
                                 }
                             }
                         }
@@ -183,11 +246,18 @@ fn conv_t_typed<T: GemmElem + std::ops::Add<Output = T>>(
     out
 }
 
+/// Images per gemm in the weight gradient and the transposed convolution:
+/// enough that the product's inner (or outer) size is ~`target` pixels, since
+/// gemm is inefficient on one small image (LeNet's conv2: 100 pixels).
+fn images_per_gemm(pixels: usize, target: usize) -> usize {
+    (target / pixels.max(1)).max(1)
+}
+
 /// `dw [o, cg, kh, kw] = sum over images of grad_out (og x l) @ im2col(x)^T
 /// (l x k)`, per group. Images are split across threads, each accumulating
-/// its own `dw` (from a col buffer that stays in cache), then summed: one
-/// pass over the data, where the composite rule's convolution with the
-/// output gradient as a huge kernel unfolds the whole input at once.
+/// its own `dw`, then summed. Within a thread, a few images at a time are
+/// unfolded side by side (and their output gradients gathered to match), so
+/// each gemm has an inner size of ~1K pixels and the buffers stay in cache.
 fn conv_weight_grad_typed<T: GemmElem + std::ops::Add<Output = T>>(
     x: &[T],
     gy: &[T],
@@ -203,21 +273,36 @@ fn conv_weight_grad_typed<T: GemmElem + std::ops::Add<Output = T>>(
     }
     let parts = num_threads().min(n);
     let per = n.div_ceil(parts);
+    let chunk = images_per_gemm(l, 1024).min(per);
+    let ld = chunk * l;
     let partial = |p: usize| {
         let mut acc = vec![T::zero(); size];
-        let mut col = vec![T::default(); k * l];
-        for i in p * per..((p + 1) * per).min(n) {
-            let xi = &x[i * g.c * g.h * g.w..][..g.c * g.h * g.w];
-            let gi = &gy[i * g.o * l..][..g.o * l];
+        let mut col = vec![T::default(); k * ld];
+        let mut gbuf = vec![T::default(); og * ld];
+        let images = p * per..((p + 1) * per).min(n);
+        for first in images.clone().step_by(chunk) {
+            let m = chunk.min(images.end - first);
             for grp in 0..g.groups {
-                im2col(xi, &g, grp * cg, cg, &mut col);
-                let lhs = MatRef::rows(&gi[grp * og * l..][..og * l], l);
-                // col is k x l row-major; read as l x k through its strides.
-                let rhs = MatRef { ptr: col.as_ptr(), rs: 1, cs: l };
+                for j in 0..m {
+                    let i = first + j;
+                    let xi = &x[i * g.c * g.h * g.w..][..g.c * g.h * g.w];
+                    im2col_strided(xi, &g, grp * cg, cg, &mut col[j * l..], ld);
+                    let gi = &gy[(i * g.o + grp * og) * l..][..og * l];
+                    for (o, src) in gi.chunks_exact(l).enumerate() {
+                        copy_row(&mut gbuf[o * ld + j * l..][..l], src);
+                    }
+                }
+                // Computed transposed, dw^T (k x og) += col (k x m l) @ gbuf^T (m l x og):
+                // with few output channels, the taps as the gemm's rows keep its
+                // wide micro-kernel busy (as in the forward convolution).
+                let lhs = MatRef { ptr: col.as_ptr(), rs: ld, cs: 1 };
+                let rhs = MatRef { ptr: gbuf.as_ptr(), rs: 1, cs: ld };
                 let dst = &mut acc[grp * og * k..][..og * k];
-                // SAFETY: lhs is og x l inside gi's group slice, rhs is l x k inside col
-                // (k * l elements), and dst is og x k row-major; none alias.
-                unsafe { gemm_accumulate(dst.as_mut_ptr(), (k, 1), lhs, rhs, (og, k, l)) };
+                // SAFETY: lhs is k x (m l) inside col (k * ld elements, m l <= ld),
+                // rhs is (m l) x og inside gbuf (og * ld elements), and dst (og x k
+                // row-major) viewed as k x og has row stride 1, column stride k;
+                // none alias.
+                unsafe { gemm_accumulate(dst.as_mut_ptr(), (1, k), lhs, rhs, (k, og, m * l)) };
             }
         }
         acc

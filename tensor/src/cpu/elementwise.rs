@@ -8,10 +8,13 @@ use crate::dtype::{Float, FloatDType};
 use crate::op::{BinaryOp, CmpOp, UnaryOp};
 use crate::{DType, Error, Layout, Result, WithDType};
 
+// The kernels' closures are `move`: constants they capture by value can be
+// kept in registers; captured by reference they were reloaded per element
+// (through the reference) and the loops did not vectorize.
 fn unary_float<T: FloatDType>(op: UnaryOp, src: &[T], l: &Layout) -> Vec<T> {
     macro_rules! m {
         (|$x:ident| $e:expr) => {
-            map1(src, l, |v: T| {
+            map1(src, l, move |v: T| {
                 let $x = v.to_acc();
                 T::from_acc($e)
             })
@@ -59,11 +62,11 @@ fn unary_float<T: FloatDType>(op: UnaryOp, src: &[T], l: &Layout) -> Vec<T> {
 macro_rules! unary_int {
     ($op:expr, $v:expr, $l:expr, $t:ty) => {
         match $op {
-            UnaryOp::Neg => map1($v, $l, |x: $t| x.wrapping_neg()),
-            UnaryOp::Abs => map1($v, $l, |x: $t| if x < (0 as $t) { x.wrapping_neg() } else { x }),
-            UnaryOp::Sign => map1($v, $l, |x: $t| (x > 0 as $t) as $t - ((x < 0 as $t) as $t)),
-            UnaryOp::Square => map1($v, $l, |x: $t| x.wrapping_mul(x)),
-            UnaryOp::Relu => map1($v, $l, |x: $t| if x < (0 as $t) { 0 as $t } else { x }),
+            UnaryOp::Neg => map1($v, $l, move |x: $t| x.wrapping_neg()),
+            UnaryOp::Abs => map1($v, $l, move |x: $t| if x < (0 as $t) { x.wrapping_neg() } else { x }),
+            UnaryOp::Sign => map1($v, $l, move |x: $t| (x > 0 as $t) as $t - ((x < 0 as $t) as $t)),
+            UnaryOp::Square => map1($v, $l, move |x: $t| x.wrapping_mul(x)),
+            UnaryOp::Relu => map1($v, $l, move |x: $t| if x < (0 as $t) { 0 as $t } else { x }),
             _ => unreachable!("infer rejects float-only unary ops on integers"),
         }
     };
@@ -79,8 +82,8 @@ pub(crate) fn unary(op: UnaryOp, s: &CpuStorage, l: &Layout) -> Result<CpuStorag
         CpuStorage::I64(v) => CpuStorage::I64(unary_int!(op, v, l, i64)),
         CpuStorage::I32(v) => CpuStorage::I32(unary_int!(op, v, l, i32)),
         CpuStorage::U8(v) => CpuStorage::U8(match op {
-            UnaryOp::Sign => map1(v, l, |x: u8| (x > 0) as u8),
-            UnaryOp::Abs | UnaryOp::Relu => map1(v, l, |x: u8| x),
+            UnaryOp::Sign => map1(v, l, move |x: u8| (x > 0) as u8),
+            UnaryOp::Abs | UnaryOp::Relu => map1(v, l, move |x: u8| x),
             _ => unary_int!(op, v, l, u8),
         }),
         CpuStorage::Bool(_) => {
@@ -95,7 +98,7 @@ pub(crate) fn unary(op: UnaryOp, s: &CpuStorage, l: &Layout) -> Result<CpuStorag
 fn unary_backward_float<T: FloatDType>(op: UnaryOp, g: &[T], lg: &Layout, s: &[T], ls: &Layout) -> Vec<T> {
     macro_rules! m {
         (|$g:ident, $v:ident| $e:expr) => {
-            map2(g, lg, s, ls, |p: T, q: T| {
+            map2(g, lg, s, ls, move |p: T, q: T| {
                 let ($g, $v) = (p.to_acc(), q.to_acc());
                 T::from_acc($e)
             })
@@ -115,7 +118,9 @@ fn unary_backward_float<T: FloatDType>(op: UnaryOp, g: &[T], lg: &Layout, s: &[T
         UnaryOp::Cos => m!(|g, x| g * -x.sin()),
         UnaryOp::Tanh => m!(|g, y| g * (-(y * y) + one)),
         UnaryOp::Sigmoid => m!(|g, y| g * (y * (-y + one))),
-        UnaryOp::Relu => m!(|g, x| g * if x > zero { one } else { zero }),
+        // A select, not `g * (x > 0)`: it vectorizes (the product kept a branch),
+        // and like PyTorch's threshold_backward it gives 0 where x <= 0 even for a NaN g.
+        UnaryOp::Relu => m!(|g, x| if x > zero { g } else { zero }),
         UnaryOp::Erf => {
             let k = c(2.0 / std::f64::consts::PI.sqrt());
             m!(|g, x| g * ((-(x * x)).exp() * k))
@@ -176,7 +181,7 @@ pub(crate) fn unary_backward(
 fn clamp_vec<T: WithDType>(v: &[T], l: &Layout, lo: Option<f64>, hi: Option<f64>) -> Vec<T> {
     let lo = lo.map(T::from_f64);
     let hi = hi.map(T::from_f64);
-    map1(v, l, |x: T| {
+    map1(v, l, move |x: T| {
         let y = match lo {
             Some(lo) if x < lo => lo,
             _ => x,
@@ -195,7 +200,7 @@ pub(crate) fn clamp(s: &CpuStorage, l: &Layout, lo: Option<f64>, hi: Option<f64>
 fn binary_float<T: FloatDType>(op: BinaryOp, a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Vec<T> {
     macro_rules! m {
         (|$x:ident, $y:ident| $e:expr) => {
-            map2(a, la, b, lb, |p: T, q: T| {
+            map2(a, la, b, lb, move |p: T, q: T| {
                 let ($x, $y) = (p.to_acc(), q.to_acc());
                 T::from_acc($e)
             })
@@ -239,12 +244,12 @@ macro_rules! int_pow {
 macro_rules! binary_int {
     ($op:expr, $a:expr, $la:expr, $b:expr, $lb:expr, $t:ty) => {
         match $op {
-            BinaryOp::Add => map2($a, $la, $b, $lb, |x: $t, y: $t| x.wrapping_add(y)),
-            BinaryOp::Sub => map2($a, $la, $b, $lb, |x: $t, y: $t| x.wrapping_sub(y)),
-            BinaryOp::Mul => map2($a, $la, $b, $lb, |x: $t, y: $t| x.wrapping_mul(y)),
-            BinaryOp::Maximum => map2($a, $la, $b, $lb, |x: $t, y: $t| x.max(y)),
-            BinaryOp::Minimum => map2($a, $la, $b, $lb, |x: $t, y: $t| x.min(y)),
-            BinaryOp::Pow => map2($a, $la, $b, $lb, |x: $t, y: $t| int_pow!(x, y, $t)),
+            BinaryOp::Add => map2($a, $la, $b, $lb, move |x: $t, y: $t| x.wrapping_add(y)),
+            BinaryOp::Sub => map2($a, $la, $b, $lb, move |x: $t, y: $t| x.wrapping_sub(y)),
+            BinaryOp::Mul => map2($a, $la, $b, $lb, move |x: $t, y: $t| x.wrapping_mul(y)),
+            BinaryOp::Maximum => map2($a, $la, $b, $lb, move |x: $t, y: $t| x.max(y)),
+            BinaryOp::Minimum => map2($a, $la, $b, $lb, move |x: $t, y: $t| x.min(y)),
+            BinaryOp::Pow => map2($a, $la, $b, $lb, move |x: $t, y: $t| int_pow!(x, y, $t)),
             BinaryOp::Div => unreachable!("infer rejects div on integers"),
         }
     };
@@ -272,7 +277,7 @@ pub(crate) fn binary_scalar(op: BinaryOp, s: &CpuStorage, l: &Layout, scalar: f6
         let y = <T::Acc as Float>::from_f64(s);
         macro_rules! m {
             (|$x:ident| $e:expr) => {
-                map1(v, l, |p: T| {
+                map1(v, l, move |p: T| {
                     let $x = p.to_acc();
                     T::from_acc($e)
                 })
@@ -293,12 +298,12 @@ pub(crate) fn binary_scalar(op: BinaryOp, s: &CpuStorage, l: &Layout, scalar: f6
         ($v:expr, $t:ty) => {{
             let y = <$t as WithDType>::from_f64(scalar);
             match op {
-                BinaryOp::Add => map1($v, l, |x: $t| x.wrapping_add(y)),
-                BinaryOp::Sub => map1($v, l, |x: $t| x.wrapping_sub(y)),
-                BinaryOp::Mul => map1($v, l, |x: $t| x.wrapping_mul(y)),
-                BinaryOp::Maximum => map1($v, l, |x: $t| x.max(y)),
-                BinaryOp::Minimum => map1($v, l, |x: $t| x.min(y)),
-                BinaryOp::Pow => map1($v, l, |x: $t| int_pow!(x, y, $t)),
+                BinaryOp::Add => map1($v, l, move |x: $t| x.wrapping_add(y)),
+                BinaryOp::Sub => map1($v, l, move |x: $t| x.wrapping_sub(y)),
+                BinaryOp::Mul => map1($v, l, move |x: $t| x.wrapping_mul(y)),
+                BinaryOp::Maximum => map1($v, l, move |x: $t| x.max(y)),
+                BinaryOp::Minimum => map1($v, l, move |x: $t| x.min(y)),
+                BinaryOp::Pow => map1($v, l, move |x: $t| int_pow!(x, y, $t)),
                 BinaryOp::Div => unreachable!("infer rejects div on integers"),
             }
         }};
@@ -319,12 +324,12 @@ pub(crate) fn binary_scalar(op: BinaryOp, s: &CpuStorage, l: &Layout, scalar: f6
 
 fn compare_vec<T: WithDType>(op: CmpOp, a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Vec<bool> {
     match op {
-        CmpOp::Eq => map2(a, la, b, lb, |x, y| x == y),
-        CmpOp::Ne => map2(a, la, b, lb, |x, y| x != y),
-        CmpOp::Lt => map2(a, la, b, lb, |x, y| x < y),
-        CmpOp::Le => map2(a, la, b, lb, |x, y| x <= y),
-        CmpOp::Gt => map2(a, la, b, lb, |x, y| x > y),
-        CmpOp::Ge => map2(a, la, b, lb, |x, y| x >= y),
+        CmpOp::Eq => map2(a, la, b, lb, move |x, y| x == y),
+        CmpOp::Ne => map2(a, la, b, lb, move |x, y| x != y),
+        CmpOp::Lt => map2(a, la, b, lb, move |x, y| x < y),
+        CmpOp::Le => map2(a, la, b, lb, move |x, y| x <= y),
+        CmpOp::Gt => map2(a, la, b, lb, move |x, y| x > y),
+        CmpOp::Ge => map2(a, la, b, lb, move |x, y| x >= y),
     }
 }
 
@@ -360,7 +365,7 @@ pub(crate) fn where_cond(
         ($($var:ident),*) => {
             match (a, b) {
                 $((CpuStorage::$var(a), CpuStorage::$var(b)) =>
-                    CpuStorage::$var(map3(c, lc, a, la, b, lb, |k, x, y| if k { x } else { y })),)*
+                    CpuStorage::$var(map3(c, lc, a, la, b, lb, move |k, x, y| if k { x } else { y })),)*
                 _ => return Err(Error::DTypeMismatch { op: "where", expected: a.dtype(), got: b.dtype() }),
             }
         };
@@ -372,7 +377,7 @@ pub(crate) fn where_cond(
 /// bool is `!= 0`, integers between themselves wrap.
 pub(crate) fn cast(s: &CpuStorage, l: &Layout, dtype: DType) -> CpuStorage {
     fn via_f64<S: WithDType, D: WithDType>(v: &[S], l: &Layout) -> Vec<D> {
-        map1(v, l, |x| D::from_f64(x.to_f64()))
+        map1(v, l, move |x| D::from_f64(x.to_f64()))
     }
     macro_rules! to {
         ($v:expr) => {
@@ -389,13 +394,13 @@ pub(crate) fn cast(s: &CpuStorage, l: &Layout, dtype: DType) -> CpuStorage {
         };
     }
     if s.dtype() == dtype {
-        return map_storage!(s, v => map1(v, l, |x| x));
+        return map_storage!(s, v => map1(v, l, move |x| x));
     }
     // i64 does not round-trip through f64 above 2^53: integer-to-integer casts wrap directly.
     match (s, dtype) {
-        (CpuStorage::I64(v), DType::I32) => CpuStorage::I32(map1(v, l, |x| x as i32)),
-        (CpuStorage::I64(v), DType::U8) => CpuStorage::U8(map1(v, l, |x| x as u8)),
-        (CpuStorage::I64(v), DType::Bool) => CpuStorage::Bool(map1(v, l, |x| x != 0)),
+        (CpuStorage::I64(v), DType::I32) => CpuStorage::I32(map1(v, l, move |x| x as i32)),
+        (CpuStorage::I64(v), DType::U8) => CpuStorage::U8(map1(v, l, move |x| x as u8)),
+        (CpuStorage::I64(v), DType::Bool) => CpuStorage::Bool(map1(v, l, move |x| x != 0)),
         _ => with_storage!(s, v => to!(v)),
     }
 }

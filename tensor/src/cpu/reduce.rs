@@ -122,9 +122,48 @@ fn extremum<T: WithDType>(x: &[T], max: bool) -> T {
     best
 }
 
-fn reduce_float<T: FloatDType>(op: ReduceOp, v: &[T], l: &Layout, dims: &[usize]) -> Vec<T> {
-    let (data, rows, rlen) = rows_of(v, l, dims);
+/// The sum over `dims` of a contiguous input whose last dims are reduced
+/// along with some leading ones (a bias gradient: `[N, C, H, W]` over 0, 2
+/// and 3): each trailing run is summed where it lies, then the small array
+/// of partial sums is reduced over the rest. Moving the reduced dims last
+/// instead would first copy the whole input transposed. `None` when the
+/// layout is not of that form.
+fn sum_split<T: FloatDType>(v: &[T], l: &Layout, dims: &[usize]) -> Option<Vec<T::Acc>>
+where
+    T::Acc: FloatDType<Acc = T::Acc>,
+{
+    let r = l.contiguous_range()?;
+    let d = l.dims();
+    let mut k = d.len();
+    while k > 0 && dims.contains(&(k - 1)) {
+        k -= 1;
+    }
+    let inner: usize = d[k..].iter().product();
+    // Nothing reduced before the trailing run (rows_of needs no copy then), or runs too short to matter.
+    if dims.len() == d.len() - k || inner < 16 {
+        return None;
+    }
+    let x = &v[r];
+    let partial: Vec<T::Acc> = per_row(x, x.len() / inner, inner, |row| vectorized(|| sum_acc(row)));
+    let rest: Vec<usize> = dims.iter().copied().filter(|&dd| dd < k).collect();
+    let (data, rows, rlen) = rows_of(&partial, &Layout::contiguous(&d[..k]), &rest);
+    Some(fold_rows(&data, rows, rlen, |x| vectorized(|| sum_acc::<T::Acc>(x)), |a, b| a + b))
+}
+
+fn reduce_float<T: FloatDType>(op: ReduceOp, v: &[T], l: &Layout, dims: &[usize]) -> Vec<T>
+where
+    T::Acc: FloatDType<Acc = T::Acc>,
+{
     let to = |a: T::Acc| T::from_acc(a);
+    if matches!(op, ReduceOp::Sum | ReduceOp::Mean) {
+        if let Some(sums) = sum_split(v, l, dims) {
+            let n: usize = dims.iter().map(|&dd| l.dims()[dd]).product();
+            let n = <T::Acc as Float>::from_usize(n);
+            let mean = op == ReduceOp::Mean;
+            return sums.into_iter().map(|s| to(if mean { s / n } else { s })).collect();
+        }
+    }
+    let (data, rows, rlen) = rows_of(v, l, dims);
     match op {
         ReduceOp::Sum => {
             fold_rows(&data, rows, rlen, |x| vectorized(|| sum_acc(x)), |a, b| a + b).into_iter().map(to).collect()

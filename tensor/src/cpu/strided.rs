@@ -126,6 +126,27 @@ fn collect_chunks<U: Send>(n: usize, fill: impl Fn(&mut [MaybeUninit<U>], usize)
     out
 }
 
+/// `dst[i] = f(src[i])`. A function of its own, called inside the
+/// vectorized closure: its `&mut`/`&` parameters tell the compiler that the
+/// output cannot alias the input or the constants `f` captured. Written as a
+/// loop in the closure itself, those references were captures, which carry
+/// no such guarantee: every constant was reloaded per element and the loop
+/// stayed scalar (ReLU ran 4x slower than a plain loop).
+#[inline(always)]
+fn fill1<T: Copy, U, F: Fn(T) -> U>(dst: &mut [MaybeUninit<U>], src: &[T], f: &F) {
+    for (d, &x) in dst.iter_mut().zip(src) {
+        d.write(f(x));
+    }
+}
+
+/// `dst[i] = f(a[i], b[i])`; see [`fill1`].
+#[inline(always)]
+fn fill2<T: Copy, U, F: Fn(T, T) -> U>(dst: &mut [MaybeUninit<U>], a: &[T], b: &[T], f: &F) {
+    for ((d, &x), &y) in dst.iter_mut().zip(a).zip(b) {
+        d.write(f(x, y));
+    }
+}
+
 /// `f` applied to every element of a strided view, row-major.
 pub(crate) fn map1<T, U, F>(src: &[T], l: &Layout, f: F) -> Vec<U>
 where
@@ -140,14 +161,10 @@ where
             // Chunks with plain inner loops: rayon's per-element collect would not vectorize.
             return collect_chunks(n, |chunk, start| {
                 let src = &s[start..start + chunk.len()];
-                vectorized(|| {
-                    for (d, &x) in chunk.iter_mut().zip(src) {
-                        d.write(f(x));
-                    }
-                })
+                vectorized(|| fill1(chunk, src, &f))
             });
         }
-        return vectorized(|| s.iter().map(|&x| f(x)).collect());
+        return collect_chunks(n, |chunk, _| vectorized(|| fill1(chunk, s, &f)));
     }
     let walk = Walk::new([l]);
     let [st] = walk.inner_strides();
@@ -175,14 +192,10 @@ where
         if n >= PAR_MIN_ELEMS {
             return collect_chunks(n, |chunk, start| {
                 let end = start + chunk.len();
-                vectorized(|| {
-                    for ((d, &x), &y) in chunk.iter_mut().zip(&a[start..end]).zip(&b[start..end]) {
-                        d.write(f(x, y));
-                    }
-                })
+                vectorized(|| fill2(chunk, &a[start..end], &b[start..end], &f))
             });
         }
-        return vectorized(|| a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect());
+        return collect_chunks(n, |chunk, _| vectorized(|| fill2(chunk, a, b, &f)));
     }
     let walk = Walk::new([la, lb]);
     let [sa, sb] = walk.inner_strides();
