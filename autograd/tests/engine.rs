@@ -373,3 +373,23 @@ fn fused_conv_weight_grad_matches_the_composite_rule() -> Result<()> {
     assert!(matches!(bad, Err(Error::ShapeMismatch { op: "conv2d_weight_grad", .. })), "{bad:?}");
     Ok(())
 }
+
+/// A matrix used transposed (Linear's `x @ w.t()`) gets a contiguous
+/// gradient of its own shape, equal to the general rule's.
+#[test]
+fn transposed_operand_gets_a_contiguous_gradient() -> Result<()> {
+    let dev = Device::cpu();
+    let x = Tensor::randn([5, 4], DType::F64, &dev)?;
+    let w = Tensor::randn([3, 4], DType::F64, &dev)?.with_requires_grad(true)?;
+    let g = Tensor::randn([5, 3], DType::F64, &dev)?;
+    x.matmul(&w.t()?)?.backward_with(&g)?;
+    let gw = w.grad().unwrap();
+    assert!(gw.is_contiguous());
+    assert_eq!(gw.dims(), &[3, 4]);
+    // dW = g^T x.
+    let want = g.t()?.matmul(&x)?.to_vec::<f64>()?;
+    for (a, b) in gw.to_vec::<f64>()?.iter().zip(&want) {
+        assert!((a - b).abs() < 1e-12);
+    }
+    Ok(())
+}

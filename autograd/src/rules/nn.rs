@@ -7,7 +7,17 @@ use oar_tensor::{is_grad_enabled, no_grad, AvgPool2dParams, Conv2dParams, ConvTr
 pub(super) fn matmul(c: &Ctx<'_>, g: &Tensor) -> Result<Grads> {
     let (a, b) = (c.x(0), c.x(1));
     let ga = when(c.needs(0), || sum_to(&g.matmul(&b.transpose(-1, -2)?)?, a.shape()))?;
-    let gb = when(c.needs(1), || sum_to(&a.transpose(-1, -2)?.matmul(g)?, b.shape()))?;
+    let gb = when(c.needs(1), || {
+        // A transposed matrix (Linear's `x @ w.t()`) gets its gradient in its
+        // own layout, (g^T a)^T, so the weight's gradient comes out contiguous:
+        // the optimizer's element-wise update then runs on contiguous data
+        // instead of walking a transpose (PyTorch's gradient layout contract).
+        let bl = b.layout();
+        if a.rank() == 2 && b.rank() == 2 && bl.strides() == [1, b.dims()[0]] && b.dims()[1] > 1 {
+            return g.transpose(0, 1)?.matmul(a)?.transpose(0, 1);
+        }
+        sum_to(&a.transpose(-1, -2)?.matmul(g)?, b.shape())
+    })?;
     Ok(vec![ga, gb])
 }
 
