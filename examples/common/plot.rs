@@ -34,12 +34,14 @@ fn panel(svg: &mut String, s: &Series<'_>, x0: f64, y0: f64, w: f64, h: f64) {
         x0 + pad_l,
         y0 + pad_t
     );
+    // Enough decimals to tell the ticks apart.
+    let prec = (2.0 - ((hi - lo) / 4.0).log10().floor()).clamp(0.0, 4.0) as usize;
     for k in 0..=4 {
         let v = lo + (hi - lo) * k as f64 / 4.0;
         let y = py(v);
         let _ = write!(
             svg,
-            r##"<line x1="{:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{v:.3}{}</text>"##,
+            r##"<line x1="{:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{v:.prec$}{}</text>"##,
             x0 + pad_l,
             x0 + pad_l + pw,
             x0 + pad_l - 4.0,

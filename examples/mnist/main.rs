@@ -22,7 +22,7 @@ use std::time::Instant;
 const OPTS: &[common::args::Opt] = &[
     opt("epochs", "12", "training epochs"),
     opt("batch-size", "64", "examples per step"),
-    opt("lr", "2e-3", "learning rate"),
+    opt("lr", "", "learning rate (default: 2e-3 for adam, 0.05 for sgd)"),
     opt("lr-decay", "0.8", "learning-rate factor per epoch"),
     opt("optimizer", "adam", "adam, or sgd (momentum 0.9)"),
     opt("seed", "0", "seed of the initialization and the shuffling"),
@@ -52,7 +52,11 @@ fn main() -> Result<()> {
     let cfg = TrainConfig {
         epochs: args.get("epochs"),
         batch_size: args.get("batch-size"),
-        lr: args.get("lr"),
+        lr: match args.get_opt("lr") {
+            Some(_) => args.get("lr"),
+            None if args.get::<String>("optimizer") == "sgd" => 0.05,
+            None => 2e-3,
+        },
         lr_decay: args.get("lr-decay"),
         seed,
         optimizer: args.get("optimizer"),
