@@ -29,3 +29,7 @@ struct ReadmeDocTests;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/autograd.md")]
 struct AutogradGuideDocTests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/nn.md")]
+struct NnGuideDocTests;
