@@ -4,6 +4,7 @@
 //! workspace crates; most programs only need `use oar::prelude::*`.
 
 pub use oar_autograd as autograd;
+pub use oar_jit as jit;
 pub use oar_nn as nn;
 pub use oar_tensor as tensor;
 pub use oar_tensor::{

@@ -1,0 +1,54 @@
+use super::is_weight;
+use crate::graph::{Graph, ValueId, Weight};
+use oar_tensor::op::Op;
+use oar_tensor::{Result, Tensor};
+
+/// Evaluates nodes whose inputs are all weights, once, at optimization time;
+/// their outputs become weights (`fold.N`), stored contiguous. Folding a
+/// transposed parameter thus also pre-packs it in the layout matmul reads
+/// fastest. Nodes whose output would be much larger than their inputs
+/// (an expand of a scalar, say) are left to run, so weights do not grow.
+pub fn fold_constants(g: &mut Graph) -> Result<usize> {
+    let mut folded = 0;
+    let mut removed: Vec<usize> = Vec::new();
+    let defs = g.defs();
+    let mut weight: Vec<bool> = (0..g.values.len()).map(|v| is_weight(&defs, ValueId(v as u32))).collect();
+    for i in 0..g.nodes.len() {
+        let node = &g.nodes[i];
+        if node.inputs.is_empty() || !node.inputs.iter().all(|v| weight[v.index()]) {
+            continue;
+        }
+        if matches!(node.op, Op::ToDevice(_)) {
+            continue;
+        }
+        let in_elems: usize = node.inputs.iter().map(|&v| g.meta(v).shape.numel()).sum();
+        let out_elems: usize = node.outputs.iter().map(|&v| g.meta(v).shape.numel()).sum();
+        if out_elems > in_elems.max(4096) {
+            continue;
+        }
+        let inputs: Vec<Tensor> =
+            node.inputs.iter().map(|&v| g.weight_of(v).expect("checked: a weight").clone()).collect();
+        let refs: Vec<&Tensor> = inputs.iter().collect();
+        let outs = {
+            let _no_grad = oar_tensor::no_grad();
+            Tensor::apply(node.op.clone(), &refs)?
+        };
+        let values = node.outputs.clone();
+        for (v, t) in values.into_iter().zip(outs) {
+            weight[v.index()] = true;
+            let name = g.fresh_name("fold");
+            g.weights.push(Weight { name, value: v, tensor: t.contiguous()? });
+        }
+        removed.push(i);
+        folded += 1;
+    }
+    let mut index = 0;
+    g.nodes.retain(|_| {
+        index += 1;
+        removed.binary_search(&(index - 1)).is_err()
+    });
+    let used = g.use_counts();
+    g.weights.retain(|w| used[w.value.index()] > 0);
+    g.compact();
+    Ok(folded)
+}

@@ -1,0 +1,255 @@
+//! The Predictor: serving a saved model, in the shape of Paddle Inference
+//! (`Config`, input handles, `run`, output handles) with Rust naming.
+
+use crate::exec::Plan;
+use crate::format;
+use crate::passes::{optimize, OptLevel};
+use oar_tensor::{Device, Error, Result, Shape, Tensor, WithDType};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// How to build a [`Predictor`].
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub model_dir: PathBuf,
+    /// CPU threads for kernels (`None`: keep the process setting).
+    pub threads: Option<usize>,
+    pub device: Device,
+    /// Passes run on the loaded graph (a saved graph is usually optimized
+    /// already; running them again is cheap and changes nothing then).
+    pub opt_level: OptLevel,
+}
+
+impl Config {
+    /// A CPU configuration for the model saved in `model_dir`.
+    pub fn new(model_dir: impl AsRef<Path>) -> Config {
+        Config {
+            model_dir: model_dir.as_ref().to_path_buf(),
+            threads: None,
+            device: Device::cpu(),
+            opt_level: OptLevel::O2,
+        }
+    }
+
+    pub fn with_threads(mut self, threads: usize) -> Config {
+        self.threads = Some(threads);
+        self
+    }
+
+    pub fn with_device(mut self, device: Device) -> Config {
+        self.device = device;
+        self
+    }
+
+    pub fn with_opt_level(mut self, level: OptLevel) -> Config {
+        self.opt_level = level;
+        self
+    }
+}
+
+/// Runs a saved model. `Send`; cloning is cheap and shares the compiled plan
+/// and its weights, so each serving thread takes its own clone.
+///
+/// ```no_run
+/// use oar_jit::{Config, Predictor};
+/// # fn main() -> oar_tensor::Result<()> {
+/// let mut predictor = Predictor::new(&Config::new("out/mnist_model").with_threads(1))?;
+/// let image = vec![0.0f32; 28 * 28];
+/// predictor.input("input0")?.copy_from_cpu(&image)?;
+/// predictor.run()?;
+/// let logits: Vec<f32> = predictor.output(0)?.copy_to_cpu()?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Predictor {
+    plan: Arc<Plan>,
+    device: Device,
+    inputs: Vec<Option<Tensor>>,
+    outputs: Vec<Tensor>,
+}
+
+impl Predictor {
+    /// Loads, validates, optimizes and compiles the model `config` names.
+    pub fn new(config: &Config) -> Result<Predictor> {
+        if let Some(t) = config.threads {
+            oar_tensor::set_num_threads(t);
+        }
+        let mut graph = format::load(&config.model_dir)?;
+        if !config.device.is_cpu() {
+            for w in &mut graph.weights {
+                w.tensor = w.tensor.to_device(&config.device)?;
+            }
+        }
+        optimize(&mut graph, config.opt_level)?;
+        Ok(Predictor::from_plan(Plan::new(graph)?, config.device.clone()))
+    }
+
+    /// A predictor over an already compiled plan.
+    pub fn from_plan(plan: Arc<Plan>, device: Device) -> Predictor {
+        let inputs = vec![None; plan.graph().inputs.len()];
+        Predictor { plan, device, inputs, outputs: Vec::new() }
+    }
+
+    pub fn input_names(&self) -> Vec<&str> {
+        self.plan.graph().inputs.iter().map(|i| i.name.as_str()).collect()
+    }
+
+    /// Output names: `output0`, `output1`, ...
+    pub fn output_names(&self) -> Vec<String> {
+        (0..self.plan.graph().outputs.len()).map(|i| format!("output{i}")).collect()
+    }
+
+    /// The input called `name`.
+    pub fn input(&mut self, name: &str) -> Result<InputHandle<'_>> {
+        let graph = self.plan.graph();
+        let Some(index) = graph.inputs.iter().position(|i| i.name == name) else {
+            return Err(Error::invalid_arg(
+                "Predictor::input",
+                format!("no input `{name}`; the model's inputs are {:?}", self.input_names()),
+            ));
+        };
+        let shape = graph.meta(graph.inputs[index].value).shape.dims().to_vec();
+        Ok(InputHandle { predictor: self, index, shape })
+    }
+
+    /// Runs the model on the inputs set so far.
+    pub fn run(&mut self) -> Result<()> {
+        let names = self.input_names().iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut inputs = Vec::with_capacity(self.inputs.len());
+        for (slot, name) in self.inputs.iter().zip(names) {
+            match slot {
+                Some(t) => inputs.push(t.clone()),
+                None => return Err(Error::invalid_arg("Predictor::run", format!("input `{name}` was never set"))),
+            }
+        }
+        self.outputs = self.plan.run(&inputs)?;
+        Ok(())
+    }
+
+    /// Output `index` of the last [`Predictor::run`].
+    pub fn output(&self, index: usize) -> Result<OutputHandle<'_>> {
+        if self.outputs.is_empty() {
+            return Err(Error::invalid_arg("Predictor::output", "run() has not succeeded yet"));
+        }
+        match self.outputs.get(index) {
+            Some(tensor) => Ok(OutputHandle { tensor }),
+            None => Err(Error::invalid_arg(
+                "Predictor::output",
+                format!("output {index} does not exist; the model has {}", self.outputs.len()),
+            )),
+        }
+    }
+
+    /// The compiled plan (graph statistics, input metas).
+    pub fn plan(&self) -> &Arc<Plan> {
+        &self.plan
+    }
+}
+
+/// One input of a [`Predictor`], as Paddle's input tensor handle.
+pub struct InputHandle<'a> {
+    predictor: &'a mut Predictor,
+    index: usize,
+    shape: Vec<usize>,
+}
+
+impl InputHandle<'_> {
+    /// Sets the shape the next copy will have. The graph is specialized to
+    /// the traced shape, so any other shape is an error here, not at `run`.
+    pub fn reshape(&mut self, dims: &[usize]) -> Result<&mut Self> {
+        let want = self.declared();
+        if dims != want.shape.dims() {
+            return Err(Error::ShapeMismatch {
+                op: "Predictor::input.reshape",
+                shapes: vec![want.shape.clone(), Shape::new(dims)],
+                msg: format!("the model was traced for input `{}` of that first shape", self.name()),
+            });
+        }
+        self.shape = dims.to_vec();
+        Ok(self)
+    }
+
+    /// Copies row-major host data in (its length must match the shape and
+    /// its element type the input's dtype).
+    pub fn copy_from_cpu<T: WithDType>(&mut self, data: &[T]) -> Result<&mut Self> {
+        let want = self.declared().clone();
+        if T::DTYPE != want.dtype {
+            return Err(Error::DTypeMismatch {
+                op: "Predictor::input.copy_from_cpu",
+                expected: want.dtype,
+                got: T::DTYPE,
+            });
+        }
+        let numel: usize = self.shape.iter().product();
+        if data.len() != numel {
+            return Err(Error::ShapeMismatch {
+                op: "Predictor::input.copy_from_cpu",
+                shapes: vec![Shape::new(&self.shape)],
+                msg: format!("input `{}` needs {numel} elements, got {}", self.name(), data.len()),
+            });
+        }
+        let t = Tensor::from_slice(data, self.shape.clone(), &Device::cpu())?.to_device(&self.predictor.device)?;
+        self.predictor.inputs[self.index] = Some(t);
+        Ok(self)
+    }
+
+    /// Sets the input from a tensor of the declared shape and dtype.
+    pub fn set(&mut self, tensor: &Tensor) -> Result<&mut Self> {
+        let want = self.declared();
+        if tensor.meta() != *want {
+            return Err(Error::ShapeMismatch {
+                op: "Predictor::input.set",
+                shapes: vec![want.shape.clone(), tensor.shape().clone()],
+                msg: format!(
+                    "input `{}` must be {} {:?}, got {}",
+                    self.name(),
+                    want.dtype,
+                    want.shape.dims(),
+                    tensor.dtype()
+                ),
+            });
+        }
+        self.predictor.inputs[self.index] = Some(tensor.to_device(&self.predictor.device)?);
+        Ok(self)
+    }
+
+    fn declared(&self) -> &oar_tensor::op::TensorMeta {
+        let g = self.predictor.plan.graph();
+        g.meta(g.inputs[self.index].value)
+    }
+
+    fn name(&self) -> &str {
+        &self.predictor.plan.graph().inputs[self.index].name
+    }
+}
+
+/// One output of the last run.
+pub struct OutputHandle<'a> {
+    tensor: &'a Tensor,
+}
+
+impl OutputHandle<'_> {
+    pub fn shape(&self) -> &[usize] {
+        self.tensor.dims()
+    }
+
+    pub fn dtype(&self) -> oar_tensor::DType {
+        self.tensor.dtype()
+    }
+
+    /// The values, row-major, on the host.
+    pub fn copy_to_cpu<T: WithDType>(&self) -> Result<Vec<T>> {
+        self.tensor.to_vec::<T>()
+    }
+
+    /// The output as a tensor (on the predictor's device).
+    pub fn tensor(&self) -> &Tensor {
+        self.tensor
+    }
+}
+
+// Predictors move to serving threads.
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<Predictor>()
+};

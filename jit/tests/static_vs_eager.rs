@@ -1,0 +1,135 @@
+//! Static graphs compute what eager code computes: every example model, as
+//! traced and after every optimization level, and after save -> load.
+
+mod common;
+
+use common::{conv_bn_net, randn, rel_diff};
+use oar_jit::passes::{optimize, pipeline, OptLevel};
+use oar_jit::{to_static, to_static_with, trace, trace_module, Config, Plan, Predictor};
+use oar_nn::models::{LeNet5, Mlp, SimpleCnn};
+use oar_nn::{Forward, Module};
+use oar_tensor::op::{BinaryOp, Op};
+use oar_tensor::Tensor;
+
+fn check_model(name: &str, model: &dyn oar_nn::Layer, x: &Tensor) {
+    let eager = model.forward(x).unwrap();
+    for level in [OptLevel::O0, OptLevel::O1, OptLevel::O2] {
+        let s = to_static_with(model, x, level).unwrap();
+        let out = s.forward(x).unwrap();
+        let d = rel_diff(&eager, &out);
+        assert!(d <= 1e-5, "{name} at {level:?}: static differs from eager by {d}");
+    }
+}
+
+#[test]
+fn example_models_match_eager_at_every_level() {
+    let mut lenet = LeNet5::new().unwrap();
+    lenet.eval();
+    check_model("lenet5", &lenet, &randn(&[3, 1, 28, 28]));
+    check_model("simple_cnn", &SimpleCnn::new().unwrap(), &randn(&[2, 3, 32, 32]));
+    check_model("mlp", &Mlp::new().unwrap(), &randn(&[5, 784]));
+    check_model("conv_bn", &conv_bn_net().unwrap(), &randn(&[2, 3, 16, 16]));
+}
+
+#[test]
+fn every_pass_keeps_the_graph_valid_and_the_outputs_equal() {
+    let net = conv_bn_net().unwrap();
+    let x = randn(&[2, 3, 16, 16]);
+    let mut g = trace_module(&net, &x).unwrap();
+    let reference = Plan::new(g.clone()).unwrap().run(std::slice::from_ref(&x)).unwrap();
+    for (name, pass) in pipeline(OptLevel::O2) {
+        pass(&mut g).unwrap();
+        g.verify().unwrap_or_else(|e| panic!("{name} broke the graph: {e}"));
+        let out = Plan::new(g.clone()).unwrap().run(std::slice::from_ref(&x)).unwrap();
+        let d = rel_diff(&reference[0], &out[0]);
+        assert!(d <= 1e-5, "{name}: outputs moved by {d}");
+    }
+}
+
+#[test]
+fn batch_norm_folds_into_the_convolutions() {
+    let net = conv_bn_net().unwrap();
+    let x = randn(&[2, 3, 16, 16]);
+    let s = to_static(&net, &x).unwrap();
+    let c = s.compiled(&x).unwrap();
+    let g = c.plan.graph();
+    let names: Vec<&str> = g.weights.iter().map(|w| w.name.as_str()).collect();
+    assert!(names.contains(&"8.bias"), "the linear layer's bias keeps its state-dict key: {names:?}");
+    let affine = g.nodes.iter().filter(|n| matches!(n.op, Op::Binary(BinaryOp::Mul | BinaryOp::Add))).count();
+    // Traced: per batch norm a mul and an add on the activations (plus the
+    // statistics' arithmetic); folded: only the linear layer's bias add.
+    assert!(c.traced.nodes > g.nodes.len(), "passes removed nothing: {} -> {}", c.traced, g.stats());
+    assert_eq!(affine, 1, "left in the graph:\n{g}");
+    // The second conv had no bias; folding gave it one.
+    let convs: Vec<_> = g.nodes.iter().filter(|n| matches!(n.op, Op::Conv2d(_))).collect();
+    assert_eq!(convs.len(), 2);
+    assert!(convs.iter().all(|n| n.inputs.len() == 3));
+}
+
+#[test]
+fn save_load_run_is_bit_identical() {
+    let dir = std::env::temp_dir().join(format!("oar_jit_roundtrip_{}", std::process::id()));
+    let mut lenet = LeNet5::new().unwrap();
+    lenet.eval();
+    let x = randn(&[4, 1, 28, 28]);
+    let s = to_static(&lenet, &x).unwrap();
+    let before = s.forward(&x).unwrap().to_vec::<f32>().unwrap();
+    s.save(&x, &dir).unwrap();
+    let mut p = Predictor::new(&Config::new(&dir)).unwrap();
+    p.input("input0").unwrap().copy_from_cpu(&x.to_vec::<f32>().unwrap()).unwrap();
+    p.run().unwrap();
+    let out = p.output(0).unwrap();
+    assert_eq!(out.shape(), &[4, 10]);
+    let after = out.copy_to_cpu::<f32>().unwrap();
+    assert_eq!(
+        before.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        after.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+    // A clone shares the plan and serves another thread with the same result.
+    let mut q = p.clone();
+    let xs = x.to_vec::<f32>().unwrap();
+    let from_thread = std::thread::spawn(move || {
+        q.input("input0").unwrap().copy_from_cpu(&xs).unwrap();
+        q.run().unwrap();
+        q.output(0).unwrap().copy_to_cpu::<f32>().unwrap()
+    })
+    .join()
+    .unwrap();
+    assert_eq!(from_thread, after);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn shapes_are_cached_and_weight_updates_retrace() {
+    let model = Mlp::new().unwrap();
+    let (a, b) = (randn(&[2, 784]), randn(&[3, 784]));
+    let s = to_static(&model, &a).unwrap();
+    assert_eq!(s.forward(&b).unwrap().dims(), &[3, 10]);
+    let first = s.compiled(&a).unwrap().plan;
+    assert!(std::sync::Arc::ptr_eq(&first, &s.compiled(&a).unwrap().plan), "same shape reuses the plan");
+    // An optimizer-style update replaces a parameter's value.
+    let (_, p) = &model.named_parameters()[0];
+    p.set(&p.get().mul_scalar(0.5).unwrap()).unwrap();
+    let d = rel_diff(&model.forward(&a).unwrap(), &s.forward(&a).unwrap());
+    assert!(d <= 1e-5, "stale weights after an update: {d}");
+    assert!(!std::sync::Arc::ptr_eq(&first, &s.compiled(&a).unwrap().plan));
+}
+
+#[test]
+fn host_reads_during_a_trace_are_errors_naming_the_read() {
+    let x = randn(&[3]);
+    let err = trace(&[x], &[], |x| {
+        let m = x[0].max_all()?.item()?;
+        Ok(vec![x[0].mul_scalar(m)?])
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("item"), "{err}");
+}
+
+#[test]
+fn optimize_reports_each_pass() {
+    let net = conv_bn_net().unwrap();
+    let mut g = trace_module(&net, &randn(&[1, 3, 16, 16])).unwrap();
+    let log = optimize(&mut g, OptLevel::O2).unwrap();
+    assert!(log.iter().any(|r| r.pass == "fold_affine_into_conv" && r.rewrites == 4), "{log:?}");
+}
