@@ -2,5 +2,6 @@
 #![allow(dead_code)] // each example uses a different part
 
 pub mod args;
+pub mod deploy;
 pub mod plot;
 pub mod train;

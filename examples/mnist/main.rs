@@ -7,7 +7,9 @@
 //! full 60,000-image training set in the same IDX format instead. Each epoch
 //! prints its loss and held-out accuracy and writes `checkpoint.safetensors`
 //! to `--out` (atomically; `--resume` continues from it); at the end it
-//! writes `model.safetensors` and the curves to `curves.svg`.
+//! writes `model.safetensors` and the curves to `curves.svg`. Then it deploys:
+//! the model is traced into a static graph, saved to `<out>/model/`, loaded
+//! by a `Predictor`, and its held-out accuracy must equal the eager one.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -70,6 +72,16 @@ fn main() -> Result<()> {
     println!("training took {:.1} s", t0.elapsed().as_secs_f64());
     if let Some(rss) = peak_rss_mib() {
         println!("peak RSS: {rss:.0} MiB");
+    }
+    // Deploy: the same model as a static graph, saved and served by a Predictor.
+    let static_acc = common::deploy::export_and_evaluate(&model, &test_set, &cfg.out.join("model"))?;
+    println!(
+        "Predictor accuracy: {:.2}% ({} the eager model)",
+        static_acc * 100.0,
+        if static_acc == acc { "equal to" } else { "DIFFERENT from" }
+    );
+    if static_acc != acc {
+        return Err(oar::Error::invalid_arg("mnist", "the static graph disagrees with the eager model"));
     }
     println!("test accuracy: {:.2}%", acc * 100.0);
     Ok(())

@@ -12,6 +12,8 @@
 //!   folding, batch-norm folding into convolutions), verifying after each.
 //! - [`Plan`] runs it as a flat list of steps, freeing each intermediate after
 //!   its last reader.
+//! - [`TrainStep`] traces forward, loss, backward and an SGD update into
+//!   one graph and trains by running it.
 //! - [`save`] / [`load`] write and validate a model directory (`model.json` +
 //!   `weights.safetensors`); a [`Predictor`] serves it.
 
@@ -22,6 +24,7 @@ pub mod passes;
 pub mod predictor;
 mod static_module;
 pub mod trace;
+pub mod train;
 
 pub use exec::Plan;
 pub use format::{load, save};
@@ -30,3 +33,4 @@ pub use passes::{optimize, OptLevel};
 pub use predictor::{Config, InputHandle, OutputHandle, Predictor};
 pub use static_module::{to_static, to_static_with, trace_module, Compiled, StaticModule};
 pub use trace::trace;
+pub use train::TrainStep;

@@ -89,8 +89,16 @@ fn live_state<M: Module + ?Sized>(module: &M) -> Vec<(String, Tensor)> {
     out
 }
 
+/// What [`Compiled::state`] compares: checked on every call, so no names.
 fn state_ids<M: Module + ?Sized>(module: &M) -> Vec<TensorId> {
-    live_state(module).iter().map(|(_, t)| t.id()).collect()
+    let mut out = Vec::new();
+    module.visit(&mut Visitor::new(&mut |_, e| {
+        out.push(match e {
+            Entry::Param(p) => p.get().id(),
+            Entry::Buffer(b) => b.get().id(),
+        })
+    }));
+    out
 }
 
 impl<M: Module + Forward + ?Sized> StaticModule<'_, M> {

@@ -2,7 +2,7 @@
 //! outputs' provenance back to the inputs to build a [`Graph`].
 
 use crate::graph::{Graph, Input, Node, ValueId};
-use oar_tensor::{Error, Result, Tensor, TensorId};
+use oar_tensor::{Error, Result, Storage, Tensor, TensorId};
 use std::collections::HashMap;
 
 /// Runs `f` on fresh handles to `inputs` with a trace active and returns the
@@ -17,9 +17,10 @@ pub fn trace<F>(inputs: &[Tensor], named: &[(String, Tensor)], f: F) -> Result<G
 where
     F: FnOnce(&[Tensor]) -> Result<Vec<Tensor>>,
 {
-    // Fresh leaf handles: their ids mark the graph inputs even if the
-    // caller's tensors are themselves results of recorded ops.
-    let leaves: Vec<Tensor> = inputs.iter().map(Tensor::detach).collect();
+    // Fresh leaf handles (requiring grad as the caller's do, so a traced
+    // training step can differentiate with respect to inputs): they mark the
+    // graph inputs even if the caller's tensors are results of recorded ops.
+    let leaves: Vec<Tensor> = inputs.iter().map(|t| t.with_requires_grad(t.requires_grad())).collect::<Result<_>>()?;
     let outputs = {
         let _no_grad = oar_tensor::no_grad();
         let _trace = oar_tensor::start_trace();
@@ -28,15 +29,18 @@ where
     if outputs.is_empty() {
         return Err(Error::invalid_arg("trace", "the traced function returned no tensors"));
     }
-    let mut b =
-        Builder { graph: Graph::default(), leaves: HashMap::new(), nodes: HashMap::new(), names: HashMap::new() };
+    let mut b = Builder {
+        graph: Graph::default(),
+        leaves: HashMap::new(),
+        nodes: HashMap::new(),
+        inputs: Vec::new(),
+        names: named.to_vec(),
+    };
     for (i, t) in leaves.iter().enumerate() {
         let value = b.graph.add_value(t.meta());
         b.graph.inputs.push(Input { name: format!("input{i}"), value });
         b.leaves.insert(t.id(), value);
-    }
-    for (name, t) in named {
-        b.names.entry(t.id()).or_insert_with(|| name.clone());
+        b.inputs.push((t.clone(), value));
     }
     for t in &outputs {
         let v = b.value_of(t)?;
@@ -52,7 +56,16 @@ struct Builder {
     leaves: HashMap<TensorId, ValueId>,
     /// Recorded node (by address) -> the values of its outputs.
     nodes: HashMap<usize, Vec<ValueId>>,
-    names: HashMap<TensorId, String>,
+    inputs: Vec<(Tensor, ValueId)>,
+    names: Vec<(String, Tensor)>,
+}
+
+/// The same data seen the same way: leaves are matched by buffer and layout,
+/// not by handle, since parameter handles are re-wrapped (`state_dict`
+/// detaches, `Param::replace` re-wraps) without copying.
+fn same_view(a: &Tensor, b: &Tensor) -> bool {
+    a.id() == b.id()
+        || (Storage::ptr_eq(a.storage(), b.storage()) && a.layout() == b.layout() && a.dtype() == b.dtype())
 }
 
 impl Builder {
@@ -97,8 +110,16 @@ impl Builder {
     }
 
     fn leaf(&mut self, t: &Tensor) {
-        let name = match self.names.get(&t.id()) {
-            Some(n) => n.clone(),
+        if let Some(&(_, v)) = self.inputs.iter().find(|(i, _)| same_view(i, t)) {
+            self.leaves.insert(t.id(), v);
+            return;
+        }
+        if let Some(v) = self.graph.weights.iter().find(|w| same_view(&w.tensor, t)).map(|w| w.value) {
+            self.leaves.insert(t.id(), v);
+            return;
+        }
+        let name = match self.names.iter().find(|(_, n)| same_view(n, t)) {
+            Some((n, _)) => n.clone(),
             None => self.graph.fresh_name("const"),
         };
         // A detached handle: the graph keeps the data, not an autograd leaf.

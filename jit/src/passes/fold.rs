@@ -4,9 +4,8 @@ use oar_tensor::op::Op;
 use oar_tensor::{Result, Tensor};
 
 /// Evaluates nodes whose inputs are all weights, once, at optimization time;
-/// their outputs become weights (`fold.N`), stored contiguous. Folding a
-/// transposed parameter thus also pre-packs it in the layout matmul reads
-/// fastest. Nodes whose output would be much larger than their inputs
+/// their outputs become weights (`fold.N`), stored contiguous. Views other
+/// than reshapes are not folded (see below). Nodes whose output would be much larger than their inputs
 /// (an expand of a scalar, say) are left to run, so weights do not grow.
 pub fn fold_constants(g: &mut Graph) -> Result<usize> {
     let mut folded = 0;
@@ -18,7 +17,11 @@ pub fn fold_constants(g: &mut Graph) -> Result<usize> {
         if node.inputs.is_empty() || !node.inputs.iter().all(|v| weight[v.index()]) {
             continue;
         }
-        if matches!(node.op, Op::ToDevice(_)) {
+        // A permute, expand or slice of a weight stays a view: free at run
+        // time, and materializing a transposed weight can make matmul much
+        // slower (gemm's m = 1 products read a [k, n] row-major rhs with
+        // small n at a sixth of the speed of the transposed view).
+        if matches!(node.op, Op::ToDevice(_) | Op::Permute { .. } | Op::Expand { .. } | Op::Slice { .. }) {
             continue;
         }
         let in_elems: usize = node.inputs.iter().map(|&v| g.meta(v).shape.numel()).sum();

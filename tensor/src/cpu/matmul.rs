@@ -2,13 +2,13 @@
 //! run time). Strided operands are passed to gemm as they are: transposed and
 //! sliced inputs cost no copy.
 
-use std::mem::MaybeUninit;
 use super::strided::copy_strided;
 use super::threads::{install, num_threads};
 use super::CpuStorage;
 use crate::{Error, Layout, Result, Shape, WithDType};
 use half::{bf16, f16};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Geometry of one batched product: matrix sizes, strides and per-batch offsets.
 pub(crate) struct MatmulPlan {
