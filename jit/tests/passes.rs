@@ -4,7 +4,9 @@
 mod common;
 
 use common::{randn, rel_diff};
-use oar_jit::passes::{eliminate_common_subexpressions, eliminate_dead_code, fold_constants, simplify, Pass};
+use oar_jit::passes::{
+    eliminate_common_subexpressions, eliminate_dead_code, fold_constants, fuse_epilogues, simplify, Pass,
+};
 use oar_jit::{trace, Graph, Plan};
 use oar_tensor::{Result, Tensor};
 
@@ -114,4 +116,24 @@ fn reshape_and_permute_chains_collapse_to_one_view() {
     });
     let g = run(g, &x, &[simplify, eliminate_dead_code]);
     assert_eq!(op_names(&g), ["permute", "sigmoid"]);
+}
+
+#[test]
+fn element_wise_ops_fuse_into_their_producer() {
+    let (x, w) = (randn(&[2, 3, 8, 8]), randn(&[4, 3, 3, 3]));
+    let g = graph(&x, &w, |x, w| {
+        let y = x[0].conv2d(w, None, &Default::default())?.relu()?; // conv + activation
+        let z = y.mul_scalar(2.0)?.tanh()?.clamp(Some(-0.5), Some(0.5))?; // a chain into the same node
+        let side = x[0].exp()?; // read twice: its producer stays unfused
+        Ok(vec![z, side.sigmoid()?.add(&side)?])
+    });
+    let g = run(g, &x, &[fuse_epilogues]);
+    assert_eq!(op_names(&g), ["fused", "exp", "sigmoid", "add"], "\n{g}");
+    match &g.nodes[0].op {
+        oar_tensor::op::Op::Fused { head, epilogue } => {
+            assert_eq!(head.name(), "conv2d");
+            assert_eq!(epilogue.iter().map(|o| o.name()).collect::<Vec<_>>(), ["relu", "mul_scalar", "tanh", "clamp"]);
+        }
+        other => panic!("expected a fused node, got {other:?}"),
+    }
 }

@@ -61,7 +61,14 @@ fn batch_norm_folds_into_the_convolutions() {
     assert!(c.traced.nodes > g.nodes.len(), "passes removed nothing: {} -> {}", c.traced, g.stats());
     assert_eq!(affine, 1, "left in the graph:\n{g}");
     // The second conv had no bias; folding gave it one.
-    let convs: Vec<_> = g.nodes.iter().filter(|n| matches!(n.op, Op::Conv2d(_))).collect();
+    // Each conv also carries its ReLU as a fused epilogue.
+    let convs: Vec<_> = g
+        .nodes
+        .iter()
+        .filter(
+            |n| matches!(&n.op, Op::Fused { head, epilogue } if matches!(**head, Op::Conv2d(_)) && epilogue.len() == 1),
+        )
+        .collect();
     assert_eq!(convs.len(), 2);
     assert!(convs.iter().all(|n| n.inputs.len() == 3));
 }

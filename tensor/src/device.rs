@@ -66,6 +66,15 @@ impl Storage {
         Storage(Shared::Cpu(triomphe::Arc::new(buffer)))
     }
 
+    /// The host buffer, mutable, when this handle is its only owner (a
+    /// buffer an op just produced): what in-place epilogues write into.
+    pub(crate) fn cpu_mut(&mut self) -> Option<&mut CpuStorage> {
+        match &mut self.0 {
+            Shared::Cpu(s) => triomphe::Arc::get_mut(s),
+            Shared::Other(_) => None,
+        }
+    }
+
     /// True when both handles share one buffer.
     pub fn ptr_eq(a: &Storage, b: &Storage) -> bool {
         std::ptr::addr_eq(&**a as *const dyn BackendStorage, &**b as *const dyn BackendStorage)

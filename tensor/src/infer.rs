@@ -130,6 +130,24 @@ fn infer_unchecked(op: &Op, inputs: &[MetaRef<'_>]) -> Result<Metas> {
             }
             one(m.shape.to_owned(), m.dtype)
         }
+        Op::Fused { head, epilogue } => {
+            if head.is_view() || head.num_outputs() != 1 || matches!(**head, Op::Fused { .. } | Op::ToDevice(_)) {
+                return Err(Error::invalid(name, format!("`{}` cannot head a fused op", head.name())));
+            }
+            if epilogue.len() > 64 {
+                return Err(Error::invalid(name, format!("{} epilogue ops (at most 64)", epilogue.len())));
+            }
+            let mut outs = infer(head, inputs)?;
+            for e in epilogue {
+                if !matches!(e, Op::Unary(_) | Op::BinaryScalar { .. } | Op::Clamp { .. }) {
+                    return Err(Error::invalid(name, format!("`{}` cannot run as an epilogue", e.name())));
+                }
+                let m = outs[0].clone();
+                float_only(name, &MetaRef::from(&m))?;
+                outs = infer(e, &[MetaRef::from(&m)])?;
+            }
+            Ok(outs)
+        }
         Op::UnaryBackward(_) => {
             arity(op, inputs, 2..=2)?;
             let (g, saved) = (&inputs[0], &inputs[1]);

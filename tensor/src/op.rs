@@ -367,6 +367,15 @@ pub enum Op {
     },
     /// A row-major copy (identity on values).
     Contiguous,
+    /// `head` followed by element-wise `epilogue` ops (unary, tensor-scalar,
+    /// clamp) applied to its fresh output in place, in cache-sized chunks:
+    /// one pass over memory instead of one per op and no intermediate
+    /// buffers. The jit's fusion pass builds these (conv + bias + ReLU, chains
+    /// of activations); it has no derivative of its own.
+    Fused {
+        head: Box<Op>,
+        epilogue: Vec<Op>,
+    },
     ToDevice(DeviceLocation),
 }
 
@@ -443,6 +452,7 @@ impl Op {
             Op::Expand { .. } => "expand",
             Op::Slice { .. } => "slice",
             Op::Contiguous => "contiguous",
+            Op::Fused { .. } => "fused",
             Op::ToDevice(_) => "to_device",
         }
     }

@@ -339,3 +339,45 @@ fn relu_backward_is_zero_where_the_input_is_not_positive() -> Result<()> {
     assert!(d[4].is_nan());
     Ok(())
 }
+
+#[test]
+fn fused_epilogues_equal_the_ops_one_by_one() -> Result<()> {
+    use oar_tensor::op::{BinaryOp, Op, UnaryOp};
+    let epilogue = vec![
+        Op::Unary(UnaryOp::Relu),
+        Op::BinaryScalar { op: BinaryOp::Mul, scalar: 1.5 },
+        Op::Unary(UnaryOp::Tanh),
+        Op::Clamp { min: Some(-0.2), max: Some(0.7) },
+    ];
+    // Large enough (3 x 20000) to take the threaded chunked path, and small.
+    for n in [7usize, 20_000] {
+        let a = Tensor::randn([3, n], DType::F32, &cpu())?;
+        let b = Tensor::randn([3, n], DType::F32, &cpu())?;
+        let fused = Tensor::apply(
+            Op::Fused { head: Box::new(Op::Binary(BinaryOp::Add)), epilogue: epilogue.clone() },
+            &[&a, &b],
+        )?;
+        let step = a.add(&b)?.relu()?.mul_scalar(1.5)?.tanh()?.clamp(Some(-0.2), Some(0.7))?;
+        assert_eq!(f32s(&fused[0]), f32s(&step));
+    }
+    // f16 computes in f32 as the unfused ops do.
+    let h = Tensor::randn([64], DType::F32, &cpu())?.to_dtype(DType::F16)?;
+    let fused =
+        Tensor::apply(Op::Fused { head: Box::new(Op::Unary(UnaryOp::Exp)), epilogue: epilogue.clone() }, &[&h])?;
+    let step = h.exp()?.relu()?.mul_scalar(1.5)?.tanh()?.clamp(Some(-0.2), Some(0.7))?;
+    assert_eq!(f32s(&fused[0].to_dtype(DType::F32)?), f32s(&step.to_dtype(DType::F32)?));
+    // What cannot be fused is refused by name.
+    let x = Tensor::randn([4], DType::F32, &cpu())?;
+    let bad = |head: Op, epilogue: Vec<Op>| {
+        Tensor::apply(Op::Fused { head: Box::new(head), epilogue }, &[&x]).unwrap_err().to_string()
+    };
+    assert!(bad(Op::Unary(UnaryOp::Exp), vec![Op::Softmax { dim: 0 }]).contains("`softmax` cannot run as an epilogue"));
+    assert!(bad(Op::Reshape { shape: vec![2, 2] }, vec![]).contains("`reshape` cannot head"));
+    let i = Tensor::from_vec(vec![1i64, 2], [2], &cpu())?;
+    let e = Tensor::apply(
+        Op::Fused { head: Box::new(Op::Unary(UnaryOp::Neg)), epilogue: vec![Op::Unary(UnaryOp::Abs)] },
+        &[&i],
+    );
+    assert!(e.unwrap_err().to_string().contains("floating-point"));
+    Ok(())
+}

@@ -6,12 +6,14 @@ mod affine;
 mod cse;
 mod dce;
 mod fold;
+mod fuse;
 mod simplify;
 
 pub use affine::fold_affine_into_conv;
 pub use cse::eliminate_common_subexpressions;
 pub use dce::eliminate_dead_code;
 pub use fold::fold_constants;
+pub use fuse::fuse_epilogues;
 pub use simplify::simplify;
 
 use crate::graph::{Def, Graph, ValueId};
@@ -25,7 +27,8 @@ pub enum OptLevel {
     /// Dead code, common subexpressions, algebraic identities, constant folding.
     O1,
     /// O1 plus folding per-channel affine ops (eval-mode batch norm) into the
-    /// preceding convolution.
+    /// preceding convolution, and fusing element-wise ops into their
+    /// producers (conv + bias + activation, activation chains).
     #[default]
     O2,
 }
@@ -55,6 +58,9 @@ pub fn pipeline(level: OptLevel) -> Vec<(&'static str, Pass)> {
     if level >= OptLevel::O1 {
         p.push(("simplify", simplify));
         p.push(("dce", eliminate_dead_code));
+    }
+    if level >= OptLevel::O2 {
+        p.push(("fuse_epilogues", fuse_epilogues));
     }
     p
 }

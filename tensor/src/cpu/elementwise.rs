@@ -1,20 +1,59 @@
 //! Element-wise CPU kernels: unary, clamp, binary (tensor and scalar),
 //! comparisons, `where` and dtype casts.
 
+use super::simd::vectorized;
 use super::storage::{map_storage, with_storage};
 use super::strided::{map1, map2, map3};
+use super::threads::{install, PAR_MIN_ELEMS};
 use super::CpuStorage;
 use crate::dtype::{Float, FloatDType};
-use crate::op::{BinaryOp, CmpOp, UnaryOp};
+use crate::op::{BinaryOp, CmpOp, Op, UnaryOp};
 use crate::{DType, Error, Layout, Result, WithDType};
+use rayon::prelude::*;
 
 // The kernels' closures are `move`: constants they capture by value can be
 // kept in registers; captured by reference they were reloaded per element
 // (through the reference) and the loops did not vectorize.
-fn unary_float<T: FloatDType>(op: UnaryOp, src: &[T], l: &Layout) -> Vec<T> {
+/// Where an element-wise kernel's function goes: into a fresh vector from a
+/// strided input, or back into a contiguous buffer in place (the epilogue of
+/// a fused op). One kernel body serves both.
+pub(crate) trait Apply<T> {
+    type Out;
+    fn apply<F: Fn(T) -> T + Sync + Send>(self, f: F) -> Self::Out;
+}
+
+struct Fresh<'a, T>(&'a [T], &'a Layout);
+
+impl<T: Copy + Send + Sync + Default> Apply<T> for Fresh<'_, T> {
+    type Out = Vec<T>;
+    fn apply<F: Fn(T) -> T + Sync + Send>(self, f: F) -> Vec<T> {
+        map1(self.0, self.1, f)
+    }
+}
+
+/// A contiguous buffer updated in place, on the calling thread (callers
+/// split large buffers into chunks across threads).
+pub(crate) struct InPlace<'a, T>(pub &'a mut [T]);
+
+impl<T: Copy> Apply<T> for InPlace<'_, T> {
+    type Out = ();
+    fn apply<F: Fn(T) -> T + Sync + Send>(self, f: F) {
+        vectorized(|| fill_in_place(self.0, &f))
+    }
+}
+
+/// `buf[i] = f(buf[i])`; a function of its own for the reason `fill1` is.
+#[inline(always)]
+fn fill_in_place<T: Copy, F: Fn(T) -> T>(buf: &mut [T], f: &F) {
+    for x in buf.iter_mut() {
+        *x = f(*x);
+    }
+}
+
+fn unary_float<T: FloatDType, A: Apply<T>>(op: UnaryOp, a: A) -> A::Out {
     macro_rules! m {
         (|$x:ident| $e:expr) => {
-            map1(src, l, move |v: T| {
+            a.apply(move |v: T| {
                 let $x = v.to_acc();
                 T::from_acc($e)
             })
@@ -75,10 +114,10 @@ macro_rules! unary_int {
 #[inline(always)]
 pub(crate) fn unary(op: UnaryOp, s: &CpuStorage, l: &Layout) -> Result<CpuStorage> {
     Ok(match s {
-        CpuStorage::F32(v) => CpuStorage::F32(unary_float(op, v, l)),
-        CpuStorage::F64(v) => CpuStorage::F64(unary_float(op, v, l)),
-        CpuStorage::F16(v) => CpuStorage::F16(unary_float(op, v, l)),
-        CpuStorage::BF16(v) => CpuStorage::BF16(unary_float(op, v, l)),
+        CpuStorage::F32(v) => CpuStorage::F32(unary_float(op, Fresh(v, l))),
+        CpuStorage::F64(v) => CpuStorage::F64(unary_float(op, Fresh(v, l))),
+        CpuStorage::F16(v) => CpuStorage::F16(unary_float(op, Fresh(v, l))),
+        CpuStorage::BF16(v) => CpuStorage::BF16(unary_float(op, Fresh(v, l))),
         CpuStorage::I64(v) => CpuStorage::I64(unary_int!(op, v, l, i64)),
         CpuStorage::I32(v) => CpuStorage::I32(unary_int!(op, v, l, i32)),
         CpuStorage::U8(v) => CpuStorage::U8(match op {
@@ -179,9 +218,13 @@ pub(crate) fn unary_backward(
 }
 
 fn clamp_vec<T: WithDType>(v: &[T], l: &Layout, lo: Option<f64>, hi: Option<f64>) -> Vec<T> {
+    clamp_with(Fresh(v, l), lo, hi)
+}
+
+fn clamp_with<T: WithDType, A: Apply<T>>(a: A, lo: Option<f64>, hi: Option<f64>) -> A::Out {
     let lo = lo.map(T::from_f64);
     let hi = hi.map(T::from_f64);
-    map1(v, l, move |x: T| {
+    a.apply(move |x: T| {
         let y = match lo {
             Some(lo) if x < lo => lo,
             _ => x,
@@ -191,6 +234,46 @@ fn clamp_vec<T: WithDType>(v: &[T], l: &Layout, lo: Option<f64>, hi: Option<f64>
             _ => y,
         }
     })
+}
+
+/// Runs the element-wise `ops` of a fused op over a float buffer in place,
+/// chunk by chunk (a chunk stays in L1 through the whole chain).
+pub(crate) fn epilogue(s: &mut CpuStorage, ops: &[Op]) -> Result<()> {
+    if let Some(bad) = ops.iter().find(|o| !matches!(o, Op::Unary(_) | Op::BinaryScalar { .. } | Op::Clamp { .. })) {
+        return Err(Error::invalid("fused", format!("`{}` cannot run as an epilogue", bad.name())));
+    }
+    fn go<T: FloatDType>(v: &mut [T], ops: &[Op]) {
+        const CHUNK: usize = 4096;
+        let run = |chunk: &mut [T]| {
+            for op in ops {
+                match op {
+                    Op::Unary(u) => unary_float(*u, InPlace(&mut *chunk)),
+                    Op::BinaryScalar { op, scalar } => binary_scalar_float(*op, *scalar, InPlace(&mut *chunk)),
+                    Op::Clamp { min, max } => clamp_with(InPlace(&mut *chunk), *min, *max),
+                    _ => unreachable!("checked above"),
+                }
+            }
+        };
+        if v.len() >= PAR_MIN_ELEMS {
+            install(|| v.par_chunks_mut(CHUNK).for_each(run));
+        } else {
+            v.chunks_mut(CHUNK).for_each(run);
+        }
+    }
+    match s {
+        CpuStorage::F32(v) => go(v, ops),
+        CpuStorage::F64(v) => go(v, ops),
+        CpuStorage::F16(v) => go(v, ops),
+        CpuStorage::BF16(v) => go(v, ops),
+        other => {
+            return Err(Error::UnsupportedDType {
+                op: "fused",
+                dtype: other.dtype(),
+                msg: "epilogues run on floating-point outputs",
+            })
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn clamp(s: &CpuStorage, l: &Layout, lo: Option<f64>, hi: Option<f64>) -> Result<CpuStorage> {
@@ -270,29 +353,34 @@ pub(crate) fn binary(op: BinaryOp, a: &CpuStorage, la: &Layout, b: &CpuStorage, 
     })
 }
 
+/// `x op scalar` for floats (f16/bf16 compute in f32), through `a`.
+fn binary_scalar_float<T: FloatDType, A: Apply<T>>(op: BinaryOp, s: f64, a: A) -> A::Out {
+    let y = <T::Acc as Float>::from_f64(s);
+    macro_rules! m {
+        (|$x:ident| $e:expr) => {
+            a.apply(move |p: T| {
+                let $x = p.to_acc();
+                T::from_acc($e)
+            })
+        };
+    }
+    match op {
+        BinaryOp::Add => m!(|x| x + y),
+        BinaryOp::Sub => m!(|x| x - y),
+        BinaryOp::Mul => m!(|x| x * y),
+        BinaryOp::Div => m!(|x| x / y),
+        BinaryOp::Pow if s == 2.0 => m!(|x| x * x),
+        BinaryOp::Pow => m!(|x| x.powf(y)),
+        BinaryOp::Maximum => m!(|x| x.max_nan(y)),
+        BinaryOp::Minimum => m!(|x| x.min_nan(y)),
+    }
+}
+
 /// `x op scalar` with the scalar in x's dtype (f16/bf16 compute in f32).
 #[inline(always)]
 pub(crate) fn binary_scalar(op: BinaryOp, s: &CpuStorage, l: &Layout, scalar: f64) -> Result<CpuStorage> {
     fn float<T: FloatDType>(op: BinaryOp, v: &[T], l: &Layout, s: f64) -> Vec<T> {
-        let y = <T::Acc as Float>::from_f64(s);
-        macro_rules! m {
-            (|$x:ident| $e:expr) => {
-                map1(v, l, move |p: T| {
-                    let $x = p.to_acc();
-                    T::from_acc($e)
-                })
-            };
-        }
-        match op {
-            BinaryOp::Add => m!(|x| x + y),
-            BinaryOp::Sub => m!(|x| x - y),
-            BinaryOp::Mul => m!(|x| x * y),
-            BinaryOp::Div => m!(|x| x / y),
-            BinaryOp::Pow if s == 2.0 => m!(|x| x * x),
-            BinaryOp::Pow => m!(|x| x.powf(y)),
-            BinaryOp::Maximum => m!(|x| x.max_nan(y)),
-            BinaryOp::Minimum => m!(|x| x.min_nan(y)),
-        }
+        binary_scalar_float(op, s, Fresh(v, l))
     }
     macro_rules! int {
         ($v:expr, $t:ty) => {{

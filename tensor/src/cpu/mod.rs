@@ -95,6 +95,12 @@ impl Backend for CpuBackend {
             Op::ScatterAdd { dim } => one(index::scatter_add((s(0)?, l(0)), (s(1)?, l(1)), (s(2)?, l(2)), *dim)?),
             Op::OneHot { num_classes } => one(index::one_hot((s(0)?, l(0)), *num_classes)?),
             Op::Pad { pads, value } => one(index::pad((s(0)?, l(0)), pads, *value, out)?),
+            Op::Fused { head, epilogue } => {
+                let mut out = self.execute(head, inputs, outputs)?;
+                let buf = out[0].cpu_mut().ok_or_else(|| Error::invalid(op.name(), "the head's output is shared"))?;
+                elementwise::epilogue(buf, epilogue)?;
+                Ok(out)
+            }
             Op::Reshape { .. } | Op::Permute { .. } | Op::Expand { .. } | Op::Slice { .. } | Op::ToDevice(_) => {
                 Err(Error::invalid(op.name(), "view and transfer ops are not executed by backends"))
             }
