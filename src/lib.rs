@@ -34,3 +34,7 @@ struct AutogradGuideDocTests;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/nn.md")]
 struct NnGuideDocTests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/jit.md")]
+struct JitGuideDocTests;
