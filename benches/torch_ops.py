@@ -319,6 +319,31 @@ def _mk():
     return train_step(MLP(), (128, 784))
 
 
+# ----------------------------------------------------------------- inference
+# As benches/inference.rs: eager forward with gradients off (torch.no_grad).
+
+
+def infer(model, shape):
+    model.eval()
+    x = torch.randn(*shape)
+
+    def block(k):
+        with torch.no_grad():
+            for _ in range(k):
+                model(x)
+    return block
+
+
+@workload("infer_f32/simple_cnn_bs1_eager")
+def _mk():
+    return infer(SimpleCNN(), (1, 3, 32, 32))
+
+
+@workload("infer_f32/lenet5_bs64_eager")
+def _mk():
+    return infer(LeNet5(), (64, 1, 28, 28))
+
+
 def main():
     print(f"# torch {torch.__version__} threads={torch.get_num_threads()} interop={torch.get_num_interop_threads()} "
           f"cpu_capability={torch.backends.cpu.get_cpu_capability()} mkldnn={torch.backends.mkldnn.is_available()} "

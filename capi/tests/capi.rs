@@ -7,7 +7,7 @@
 use oar_capi::*;
 use oar_jit::{to_static, Config, Predictor};
 use oar_nn::models::LeNet5;
-use oar_nn::Module;
+use oar_nn::{Forward, Module};
 use oar_tensor::{DType, Device, Tensor};
 use std::ffi::{c_char, CStr, CString};
 use std::path::{Path, PathBuf};
@@ -17,7 +17,8 @@ use std::sync::OnceLock;
 const SHAPE: [i64; 4] = [2, 1, 28, 28];
 const NUMEL: usize = 2 * 28 * 28;
 
-/// One LeNet-5 model directory per test process, saved for [2, 1, 28, 28].
+/// One LeNet-5 model directory per test process, saved for [2, 1, 28, 28]
+/// only (`save_static`), so other batch sizes are errors.
 fn model_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -25,7 +26,7 @@ fn model_dir() -> &'static Path {
         let mut m = LeNet5::new().unwrap();
         m.eval();
         let x = Tensor::randn(vec![2, 1, 28, 28], DType::F32, &Device::cpu()).unwrap();
-        to_static(&m, &x).unwrap().save(&x, &dir).unwrap();
+        to_static(&m, &x).unwrap().save_static(&x, &dir).unwrap();
         dir
     })
 }
@@ -420,4 +421,26 @@ fn header_matches_the_library() {
         assert!(header.contains(&define), "oar.h lacks `{}`", define.trim());
     }
     assert_eq!(header.matches("#define OAR_").count(), 5 + 1, "a status code oar.h has but the library lacks");
+}
+
+/// A model saved with a dynamic batch takes any batch size through the C API.
+#[test]
+fn dynamic_batch_models_take_any_batch_size() {
+    let dir = std::env::temp_dir().join(format!("oar_capi_dynamic_{}", std::process::id()));
+    let mut m = LeNet5::new().unwrap();
+    m.eval();
+    let x = Tensor::randn(vec![2, 1, 28, 28], DType::F32, &Device::cpu()).unwrap();
+    to_static(&m, &x).unwrap().save(&x, &dir).unwrap();
+    let p = Handle::create(&dir, 1);
+    for n in [3usize, 1, 5] {
+        let data: Vec<f32> = (0..n).flat_map(|i| images(i as u32).into_iter().take(28 * 28)).collect();
+        assert_eq!(p.set_input("input0", &data, &[n as i64, 1, 28, 28]), OAR_OK, "{}", last_error());
+        assert_eq!(p.run(), OAR_OK, "{}", last_error());
+        assert_eq!(p.output_shape(0), [n as i64, 10]);
+        let eager = m.forward(&Tensor::from_vec(data, vec![n, 1, 28, 28], &Device::cpu()).unwrap()).unwrap();
+        let (want, got) = (eager.to_vec::<f32>().unwrap(), p.output(0));
+        assert!(want.iter().zip(&got).all(|(a, b)| (a - b).abs() <= 1e-5 * a.abs().max(1.0)), "batch {n}");
+    }
+    drop(p);
+    std::fs::remove_dir_all(&dir).ok();
 }

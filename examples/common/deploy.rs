@@ -13,8 +13,8 @@ use std::time::Instant;
 pub const BATCH: usize = 500;
 
 /// Exports `model` (in eval mode) to `dir` and returns the Predictor's
-/// held-out accuracy. A last partial batch is zero-padded; padded rows are
-/// not counted.
+/// held-out accuracy. The saved graph has a dynamic batch dimension, so a
+/// last partial batch runs at its own size.
 pub fn export_and_evaluate(model: &dyn Layer, test: &TensorDataset, dir: &Path) -> Result<f64> {
     let (n, image) = (test.len(), test.inputs().dims()[1..].to_vec());
     let mut shape = vec![BATCH];
@@ -31,9 +31,10 @@ pub fn export_and_evaluate(model: &dyn Layer, test: &TensorDataset, dir: &Path) 
     let (mut correct, t0) = (0usize, Instant::now());
     for start in (0..n).step_by(BATCH) {
         let rows = BATCH.min(n - start);
-        let mut batch = inputs[start * per_image..(start + rows) * per_image].to_vec();
-        batch.resize(BATCH * per_image, 0.0);
-        predictor.input("input0")?.copy_from_cpu(&batch)?;
+        let mut dims = vec![rows];
+        dims.extend(&image);
+        let batch = &inputs[start * per_image..(start + rows) * per_image];
+        predictor.input("input0")?.reshape(&dims)?.copy_from_cpu(batch)?;
         predictor.run()?;
         let out = predictor.output(0)?;
         let classes = out.shape()[1];
@@ -45,8 +46,9 @@ pub fn export_and_evaluate(model: &dyn Layer, test: &TensorDataset, dir: &Path) 
         }
     }
     println!(
-        "saved {} (model.json + weights.safetensors); Predictor: {n} images in {:.0} ms",
+        "saved {} (model.json + weights.safetensors, {} batch); Predictor: {n} images in {:.0} ms",
         dir.display(),
+        if predictor.dynamic_batch() { "dynamic" } else { "fixed" },
         t0.elapsed().as_secs_f64() * 1e3
     );
     Ok(correct as f64 / n as f64)

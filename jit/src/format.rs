@@ -4,6 +4,7 @@
 //! the verifier, which re-infers every node), and every weight's presence,
 //! dtype, shape and byte length.
 
+use crate::batch::{specialize, BatchSpec};
 use crate::graph::{Graph, Input, Node, ValueId, Weight};
 use oar_nn::checkpoint::{parse_safetensors, to_safetensors_bytes, write_atomic};
 use oar_tensor::op::{Op, TensorMeta};
@@ -37,6 +38,18 @@ struct GraphFile {
     weights: Vec<NamedValue>,
     nodes: Vec<NodeDecl>,
     outputs: Vec<u32>,
+    /// Present when the graph serves any batch size: the traced batch size,
+    /// `[value, axis]` pairs and `[node, shape index]` pairs holding it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    batch: Option<BatchDecl>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchDecl {
+    traced: usize,
+    values: Vec<(u32, usize)>,
+    attrs: Vec<(usize, usize)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -97,6 +110,11 @@ pub fn save(graph: &Graph, dir: impl AsRef<Path>) -> Result<()> {
             })
             .collect(),
         outputs: graph.outputs.iter().map(|v| v.0).collect(),
+        batch: graph.batch.as_ref().map(|b| BatchDecl {
+            traced: b.traced,
+            values: b.values.iter().map(|&(v, a)| (v.0, a)).collect(),
+            attrs: b.attrs.clone(),
+        }),
     };
     let json = serde_json::to_vec_pretty(&file).map_err(|e| Error::invalid_arg("jit::save", e.to_string()))?;
     write_atomic(&dir.join(WEIGHTS_FILE), |f| f.write_all(&bytes))?;
@@ -194,5 +212,20 @@ pub fn from_bytes(dir: &Path, json: &[u8], weights: &[u8]) -> Result<Graph> {
     }
     g.outputs = file.outputs.iter().map(|&v| id(v, "a graph output")).collect::<Result<Vec<_>>>()?;
     g.verify().map_err(|e| bad(e.to_string()))?;
+    if let Some(b) = file.batch {
+        let values = b.values.iter().map(|&(v, a)| Ok((id(v, "the batch spec")?, a))).collect::<Result<Vec<_>>>()?;
+        let spec = BatchSpec { traced: b.traced, values, attrs: b.attrs };
+        // Every recorded position must hold the traced size, and the graph
+        // must verify at another size: a bad spec fails here, not at run time.
+        let holds = |v: ValueId, a: usize| g.meta(v).shape.dims().get(a) == Some(&spec.traced);
+        if spec.traced == 0 || !spec.values.iter().all(|&(v, a)| holds(v, a)) {
+            return Err(bad(format!(
+                "the batch spec does not match the graph's shapes (traced batch {})",
+                spec.traced
+            )));
+        }
+        specialize(&g, &spec, spec.traced + 1).map_err(|e| bad(format!("the batch spec is inconsistent: {e}")))?;
+        g.batch = Some(spec);
+    }
     Ok(g)
 }

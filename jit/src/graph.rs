@@ -2,6 +2,7 @@
 //! outputs), nodes that apply one [`Op`] of the tensor vocabulary, and the
 //! graph outputs. Nodes are kept in topological order.
 
+use crate::batch::BatchSpec;
 use oar_tensor::op::{Op, TensorMeta};
 use oar_tensor::{Error, Result, Tensor};
 use std::collections::HashMap;
@@ -65,6 +66,9 @@ pub struct Graph {
     pub weights: Vec<Weight>,
     pub nodes: Vec<Node>,
     pub outputs: Vec<ValueId>,
+    /// Where the batch size appears, for graphs that serve any batch size
+    /// (see [`crate::batch`]). Optimizing a graph drops it: passes renumber.
+    pub batch: Option<BatchSpec>,
 }
 
 /// Counts a graph dump reports (before and after passes).

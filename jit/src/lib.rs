@@ -17,6 +17,7 @@
 //! - [`save`] / [`load`] write and validate a model directory (`model.json` +
 //!   `weights.safetensors`); a [`Predictor`] serves it.
 
+pub mod batch;
 pub mod exec;
 pub mod format;
 pub mod graph;

@@ -1,12 +1,16 @@
 //! The Predictor: serving a saved model, in the shape of Paddle Inference
 //! (`Config`, input handles, `run`, output handles) with Rust naming.
 
+use crate::batch::{specialize, BatchSpec};
 use crate::exec::Plan;
 use crate::format;
+use crate::graph::Graph;
 use crate::passes::{optimize, OptLevel};
 use oar_tensor::{Device, Error, Result, Shape, Tensor, WithDType};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::Mutex;
 
 /// How to build a [`Predictor`].
 #[derive(Clone, Debug)]
@@ -62,10 +66,20 @@ impl Config {
 /// ```
 #[derive(Clone)]
 pub struct Predictor {
+    /// The plan of the current batch size.
     plan: Arc<Plan>,
+    shared: Arc<Shared>,
     device: Device,
     inputs: Vec<Option<Tensor>>,
     outputs: Vec<Tensor>,
+}
+
+/// What every clone shares: for a dynamic-batch model, the generic graph and
+/// the plans compiled so far, one per batch size.
+struct Shared {
+    dynamic: Option<(Graph, BatchSpec)>,
+    level: OptLevel,
+    plans: Mutex<HashMap<usize, Arc<Plan>>>,
 }
 
 impl Predictor {
@@ -80,14 +94,58 @@ impl Predictor {
                 w.tensor = w.tensor.to_device(&config.device)?;
             }
         }
+        let dynamic = graph.batch.clone().map(|spec| (graph.clone(), spec));
         optimize(&mut graph, config.opt_level)?;
-        Ok(Predictor::from_plan(Plan::new(graph)?, config.device.clone()))
+        let plan = Plan::new(graph)?;
+        let mut plans = HashMap::new();
+        if let Some((_, spec)) = &dynamic {
+            plans.insert(spec.traced, plan.clone());
+        }
+        let shared = Shared { dynamic, level: config.opt_level, plans: Mutex::new(plans) };
+        Ok(Predictor::with_shared(plan, Arc::new(shared), config.device.clone()))
     }
 
-    /// A predictor over an already compiled plan.
+    /// A predictor over an already compiled plan (fixed shapes).
     pub fn from_plan(plan: Arc<Plan>, device: Device) -> Predictor {
+        let shared = Shared { dynamic: None, level: OptLevel::O0, plans: Mutex::new(HashMap::new()) };
+        Predictor::with_shared(plan, Arc::new(shared), device)
+    }
+
+    fn with_shared(plan: Arc<Plan>, shared: Arc<Shared>, device: Device) -> Predictor {
         let inputs = vec![None; plan.graph().inputs.len()];
-        Predictor { plan, device, inputs, outputs: Vec::new() }
+        Predictor { plan, shared, device, inputs, outputs: Vec::new() }
+    }
+
+    /// Whether the model serves any batch size (see [`crate::batch`]); if
+    /// not, only the traced input shapes.
+    pub fn dynamic_batch(&self) -> bool {
+        self.shared.dynamic.is_some()
+    }
+
+    /// Switches to batch size `n` (compiling its plan on first use; clones
+    /// share the compiled plans). Inputs set for another size are cleared.
+    fn set_batch(&mut self, n: usize) -> Result<()> {
+        let Some((graph, spec)) = &self.shared.dynamic else {
+            return Err(Error::invalid_arg("Predictor", "the model was saved for a fixed batch size"));
+        };
+        let mut plans = self.shared.plans.lock().unwrap_or_else(|e| e.into_inner());
+        let plan = match plans.get(&n) {
+            Some(p) => p.clone(),
+            None => {
+                let mut g = specialize(graph, spec, n)?;
+                optimize(&mut g, self.shared.level)?;
+                let p = Plan::new(g)?;
+                plans.insert(n, p.clone());
+                p
+            }
+        };
+        drop(plans);
+        if !Arc::ptr_eq(&plan, &self.plan) {
+            self.plan = plan;
+            self.inputs.iter_mut().for_each(|i| *i = None);
+            self.outputs.clear();
+        }
+        Ok(())
     }
 
     pub fn input_names(&self) -> Vec<&str> {
@@ -154,15 +212,29 @@ pub struct InputHandle<'a> {
 }
 
 impl InputHandle<'_> {
-    /// Sets the shape the next copy will have. The graph is specialized to
-    /// the traced shape, so any other shape is an error here, not at `run`.
+    /// Sets the shape the next copy will have. A dynamic-batch model takes
+    /// any first dim (switching the predictor to that batch size); otherwise,
+    /// and for the other dims, the shape must be the traced one: an error
+    /// here, not at `run`.
     pub fn reshape(&mut self, dims: &[usize]) -> Result<&mut Self> {
+        let want = self.declared().clone();
+        let only_batch = dims.len() == want.shape.rank()
+            && !dims.is_empty()
+            && dims[1..] == want.shape.dims()[1..]
+            && dims[0] != want.shape.dims()[0];
+        if only_batch && self.predictor.dynamic_batch() {
+            self.predictor.set_batch(dims[0])?;
+        }
         let want = self.declared();
         if dims != want.shape.dims() {
             return Err(Error::ShapeMismatch {
                 op: "Predictor::input.reshape",
                 shapes: vec![want.shape.clone(), Shape::new(dims)],
-                msg: format!("the model was traced for input `{}` of that first shape", self.name()),
+                msg: format!(
+                    "the model was traced for input `{}` of that first shape{}",
+                    self.name(),
+                    if self.predictor.dynamic_batch() { " (only the batch size may change)" } else { "" }
+                ),
             });
         }
         self.shape = dims.to_vec();

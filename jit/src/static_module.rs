@@ -1,6 +1,7 @@
 //! `to_static`: a module's eager `forward`, traced and optimized into a
 //! plan per input shape and dtype.
 
+use crate::batch::batch_spec;
 use crate::exec::Plan;
 use crate::graph::{Graph, GraphStats};
 use crate::passes::{optimize, OptLevel, PassRecord};
@@ -126,7 +127,24 @@ impl<M: Module + Forward + ?Sized> StaticModule<'_, M> {
 
     /// Saves the optimized graph for `example`'s shape and dtype to `dir`
     /// (see [`crate::save`]), for a [`crate::Predictor`] to load.
+    ///
+    /// The module is also traced at one more row than `example` has. When
+    /// the two graphs differ only where the batch size appears (see
+    /// [`crate::batch`]), the saved graph serves any batch size; otherwise
+    /// it serves `example`'s shape only. [`StaticModule::save_static`]
+    /// skips the second trace.
     pub fn save(&self, example: &Tensor, dir: impl AsRef<Path>) -> Result<()> {
+        let mut graph = self.compiled(example)?.plan.graph().clone();
+        if example.rank() > 0 && example.dims()[0] > 0 {
+            let one_more = Tensor::cat(&[example, &example.narrow(0, 0, 1)?], 0)?;
+            let other = self.compiled(&one_more)?;
+            graph.batch = batch_spec(&graph, other.plan.graph(), example.dims()[0]).ok();
+        }
+        crate::format::save(&graph, dir)
+    }
+
+    /// [`StaticModule::save`] for `example`'s shape only.
+    pub fn save_static(&self, example: &Tensor, dir: impl AsRef<Path>) -> Result<()> {
         crate::format::save(self.compiled(example)?.plan.graph(), dir)
     }
 }

@@ -102,8 +102,8 @@ fn the_predictor_rejects_wrong_inputs() {
     let mut p = Predictor::new(&Config::new(&dir)).unwrap();
     assert!(p.run().unwrap_err().to_string().contains("never set"));
     assert!(p.input("image").map(|_| ()).unwrap_err().to_string().contains("input0"));
-    let e = p.input("input0").unwrap().reshape(&[3, 1, 28, 28]).map(|_| ()).unwrap_err().to_string();
-    assert!(e.contains("[2, 1, 28, 28]") && e.contains("[3, 1, 28, 28]"), "{e}");
+    let e = p.input("input0").unwrap().reshape(&[2, 1, 28, 29]).map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("[2, 1, 28, 28]") && e.contains("[2, 1, 28, 29]"), "{e}");
     let e = p.input("input0").unwrap().copy_from_cpu(&[0f32; 10]).map(|_| ()).unwrap_err().to_string();
     assert!(e.contains("1568 elements"), "{e}");
     let e = p.input("input0").unwrap().copy_from_cpu(&[0f64; 1568]).map(|_| ()).unwrap_err().to_string();
@@ -159,5 +159,20 @@ fn mutated_model_files_never_panic() {
         }
     }
     println!("{cases} mutated model files: {loaded} loaded, {} rejected with an error", cases - loaded);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_bad_batch_spec_is_rejected() {
+    let dir = saved_lenet("batch");
+    let (json, weights) = files(&dir);
+    assert!(
+        serde_json::from_slice::<serde_json::Value>(&json).unwrap().get("batch").is_some(),
+        "LeNet-5 saves with a dynamic batch"
+    );
+    let e = err_of(&dir, &edit(&json, |v| v["batch"]["traced"] = 5.into()), &weights);
+    assert!(e.contains("batch spec"), "{e}");
+    let e = err_of(&dir, &edit(&json, |v| v["batch"]["values"][0] = serde_json::json!([0, 3])), &weights);
+    assert!(e.contains("batch spec"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -140,3 +140,48 @@ fn optimize_reports_each_pass() {
     let log = optimize(&mut g, OptLevel::O2).unwrap();
     assert!(log.iter().any(|r| r.pass == "fold_affine_into_conv" && r.rewrites == 4), "{log:?}");
 }
+
+#[test]
+fn saved_models_serve_any_batch_size() {
+    let dir = std::env::temp_dir().join(format!("oar_jit_dynamic_{}", std::process::id()));
+    let net = conv_bn_net().unwrap();
+    let s = to_static(&net, &randn(&[4, 3, 16, 16])).unwrap();
+    s.save(&randn(&[4, 3, 16, 16]), &dir).unwrap();
+    let mut p = Predictor::new(&Config::new(&dir)).unwrap();
+    assert!(p.dynamic_batch());
+    for n in [3, 1, 7, 4, 3] {
+        let x = randn(&[n, 3, 16, 16]);
+        p.input("input0")
+            .unwrap()
+            .reshape(&[n, 3, 16, 16])
+            .unwrap()
+            .copy_from_cpu(&x.to_vec::<f32>().unwrap())
+            .unwrap();
+        p.run().unwrap();
+        let out = p.output(0).unwrap().tensor().clone();
+        assert_eq!(out.dims(), &[n, 5]);
+        let d = rel_diff(&net.forward(&x).unwrap(), &out);
+        assert!(d <= 1e-5, "batch {n}: {d}");
+    }
+    // Only the batch dim may change.
+    let e = p.input("input0").unwrap().reshape(&[2, 3, 16, 17]).map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("only the batch size may change"), "{e}");
+    // A fixed-shape save keeps the old contract.
+    s.save_static(&randn(&[4, 3, 16, 16]), &dir).unwrap();
+    let mut p = Predictor::new(&Config::new(&dir)).unwrap();
+    assert!(!p.dynamic_batch());
+    assert!(p.input("input0").unwrap().reshape(&[3, 3, 16, 16]).is_err());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn graphs_that_depend_on_the_batch_otherwise_are_not_dynamic() {
+    // A reshape to [2 * batch, ...]: not the batch size itself.
+    let f = |x: &[Tensor]| -> oar_tensor::Result<Vec<Tensor>> {
+        let n = x[0].dims()[0];
+        Ok(vec![x[0].reshape([2 * n, 2])?.exp()?])
+    };
+    let (a, b) = (trace(&[randn(&[3, 4])], &[], f).unwrap(), trace(&[randn(&[4, 4])], &[], f).unwrap());
+    let e = oar_jit::batch::batch_spec(&a, &b, 3).unwrap_err().to_string();
+    assert!(e.contains("dim 6 vs 8"), "{e}");
+}

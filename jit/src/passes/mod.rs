@@ -65,9 +65,13 @@ pub fn pipeline(level: OptLevel) -> Vec<(&'static str, Pass)> {
     p
 }
 
-/// Runs the passes of `level` over `graph`, verifying after each one.
+/// Runs the passes of `level` over `graph`, verifying after each one. A
+/// dynamic-batch graph becomes one of its traced batch size.
 pub fn optimize(graph: &mut Graph, level: OptLevel) -> Result<Vec<PassRecord>> {
     graph.verify()?;
+    if level > OptLevel::O0 {
+        graph.batch = None; // positions refer to ids the passes renumber
+    }
     let mut log = Vec::new();
     for (name, pass) in pipeline(level) {
         let rewrites = pass(graph)?;
