@@ -4,7 +4,8 @@
  *
  * A predictor serves a static model saved by `oar_jit::to_static(..).save(..)`
  * (a directory holding model.json and weights.safetensors). The model is
- * specialized to the input shapes it was traced with.
+ * specialized to the input shapes it was traced with, except that a model
+ * saved with a dynamic batch takes any batch size (first dim).
  *
  *     OarPredictor* p = oar_predictor_create("runs/mnist/model", 0);
  *     if (!p) { fprintf(stderr, "oar: %s\n", oar_last_error()); return 1; }
@@ -108,7 +109,7 @@ int oar_predictor_output_count(const OarPredictor* predictor, size_t* count);
 
 /**
  * Copies `data` into input `name`. `shape` holds `rank` dimensions (NULL is
- * allowed when rank is 0) and must equal the traced shape; `data` is
+ * allowed when rank is 0) and must equal the traced shape (any first dim for a dynamic-batch model); `data` is
  * row-major float32 with shape[0] * ... * shape[rank-1] elements. The name
  * and shape are checked before `data` is read.
  */

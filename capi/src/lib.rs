@@ -420,7 +420,8 @@ pub unsafe extern "C" fn oar_predictor_output_count(predictor: *const OarPredict
 }
 
 /// Copies `data` (row-major f32, `shape[0] * ... * shape[rank-1]` elements)
-/// into input `name`. The shape must be the traced one.
+/// into input `name`. The shape must be the traced one; a model saved with a
+/// dynamic batch also takes another first dim (the batch size).
 ///
 /// # Safety
 /// `predictor`: NULL or live, not used by another thread during the call;

@@ -173,6 +173,19 @@ impl Graph {
         }
     }
 
+    /// Removes the nodes at `removed` (ascending indices), then the weights
+    /// nothing reads any more, and renumbers: the common tail of the passes.
+    pub fn prune(&mut self, removed: &[usize]) {
+        let mut index = 0;
+        self.nodes.retain(|_| {
+            index += 1;
+            removed.binary_search(&(index - 1)).is_err()
+        });
+        let used = self.use_counts();
+        self.weights.retain(|w| used[w.value.index()] > 0);
+        self.compact();
+    }
+
     /// Renumbers values densely (inputs, weights, then node outputs in order),
     /// dropping values nothing defines.
     pub fn compact(&mut self) {

@@ -172,12 +172,14 @@ impl Predictor {
 
     /// Runs the model on the inputs set so far.
     pub fn run(&mut self) -> Result<()> {
-        let names = self.input_names().iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let mut inputs = Vec::with_capacity(self.inputs.len());
-        for (slot, name) in self.inputs.iter().zip(names) {
+        for (slot, input) in self.inputs.iter().zip(&self.plan.graph().inputs) {
             match slot {
                 Some(t) => inputs.push(t.clone()),
-                None => return Err(Error::invalid_arg("Predictor::run", format!("input `{name}` was never set"))),
+                None => {
+                    let name = &input.name;
+                    return Err(Error::invalid_arg("Predictor::run", format!("input `{name}` was never set")));
+                }
             }
         }
         self.outputs = self.plan.run(&inputs)?;

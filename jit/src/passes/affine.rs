@@ -1,4 +1,5 @@
-use crate::graph::{Def, Graph, ValueId};
+use super::is_weight;
+use crate::graph::{Def, Graph};
 use oar_tensor::op::{BinaryOp, Op};
 use oar_tensor::{Result, Tensor};
 
@@ -22,9 +23,7 @@ pub fn fold_affine_into_conv(g: &mut Graph) -> Result<usize> {
         let (w, bias) = match (scale, shift) {
             (Some(s), _) => {
                 let s = s.reshape(vec![c])?;
-                let wd = w.dims().to_vec();
                 let w = w.mul(&s.reshape(vec![c, 1, 1, 1])?)?.contiguous()?;
-                debug_assert_eq!(w.dims(), wd.as_slice());
                 (w, bias.map(|b| b.mul(&s)).transpose()?)
             }
             (None, Some(t)) => {
@@ -50,12 +49,9 @@ pub fn fold_affine_into_conv(g: &mut Graph) -> Result<usize> {
         let (out, conv_out) = (g.nodes[i].outputs[0], g.nodes[conv].outputs[0]);
         g.replace_uses(out, conv_out);
         // The affine node is dead now; drop it so the next search skips it.
-        g.nodes.remove(i);
+        g.prune(&[i]);
         folds += 1;
     }
-    let used = g.use_counts();
-    g.weights.retain(|w| used[w.value.index()] > 0);
-    g.compact();
     Ok(folds)
 }
 
@@ -90,8 +86,4 @@ fn find(g: &Graph) -> Option<(usize, usize, Option<Tensor>, Option<Tensor>)> {
         }
     }
     None
-}
-
-fn is_weight(defs: &[Option<Def>], v: ValueId) -> bool {
-    super::is_weight(defs, v)
 }

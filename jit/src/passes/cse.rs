@@ -43,13 +43,6 @@ pub fn eliminate_common_subexpressions(g: &mut Graph) -> Result<usize> {
             }
         }
     }
-    let mut index = 0;
-    g.nodes.retain(|_| {
-        index += 1;
-        removed.binary_search(&(index - 1)).is_err()
-    });
-    let used = g.use_counts();
-    g.weights.retain(|w| used[w.value.index()] > 0);
-    g.compact();
+    g.prune(&removed);
     Ok(merged)
 }

@@ -45,13 +45,6 @@ pub fn fold_constants(g: &mut Graph) -> Result<usize> {
         removed.push(i);
         folded += 1;
     }
-    let mut index = 0;
-    g.nodes.retain(|_| {
-        index += 1;
-        removed.binary_search(&(index - 1)).is_err()
-    });
-    let used = g.use_counts();
-    g.weights.retain(|w| used[w.value.index()] > 0);
-    g.compact();
+    g.prune(&removed);
     Ok(folded)
 }

@@ -11,11 +11,13 @@ use oar_tensor::Result;
 pub fn fuse_epilogues(g: &mut Graph) -> Result<usize> {
     let mut fused = 0;
     let mut i = 0;
+    // Recomputed only after a rewrite (which shifts node indices).
+    let (mut defs, mut uses) = (g.defs(), g.use_counts());
     while i < g.nodes.len() {
         let node = &g.nodes[i];
         let elementwise = matches!(node.op, Op::Unary(_) | Op::BinaryScalar { .. } | Op::Clamp { .. });
         let x = node.inputs[0];
-        let producer = match g.defs()[x.index()] {
+        let producer = match defs[x.index()] {
             Some(Def::Node(p, 0)) if elementwise => Some(p),
             _ => None,
         };
@@ -29,7 +31,7 @@ pub fn fuse_epilogues(g: &mut Graph) -> Result<usize> {
             && !matches!(head, Op::ToDevice(_))
             && g.meta(x).dtype.is_float()
             && g.meta(x) == g.meta(node.outputs[0])
-            && g.use_counts()[x.index()] == 1;
+            && uses[x.index()] == 1;
         if !eligible {
             i += 1;
             continue;
@@ -45,6 +47,7 @@ pub fn fuse_epilogues(g: &mut Graph) -> Result<usize> {
         };
         g.replace_uses(out, x);
         g.nodes.remove(i);
+        (defs, uses) = (g.defs(), g.use_counts());
         fused += 1;
     }
     g.compact();
