@@ -326,6 +326,109 @@ fn sums_over_leading_and_trailing_dims_match_a_reference() -> Result<()> {
     Ok(())
 }
 
+/// Softmax rows long enough for the 64-lane passes plus a remainder, with the
+/// specials PyTorch defines (checked against torch 2.15): a NaN or +inf
+/// anywhere makes the whole row NaN, an all -inf row is NaN, -inf entries
+/// give 0 (log: -inf). Compared with an f64 reference computed here, over the
+/// last dim and over dim 0 (the strided path), in f32, f64 and bf16, on the
+/// sequential and the parallel (>= 32K elements) paths.
+#[test]
+fn softmax_rows_match_a_reference_including_specials() -> Result<()> {
+    let (inf, nan) = (f64::INFINITY, f64::NAN);
+    for (rows, len) in [(6usize, 131usize), (300, 130)] {
+        let mut v: Vec<f64> = (0..rows * len).map(|i| ((i * 7919) % 1000) as f64 / 80.0 - 6.0).collect();
+        v[len + 70] = nan; // row 1
+        v[2 * len + 129] = inf; // row 2, in the remainder
+        v[3 * len..4 * len].iter_mut().for_each(|x| *x = -inf); // row 3
+        v[4 * len + 3] = -inf; // row 4: one zero
+        let reference = |row: &[f64], log: bool| -> Vec<f64> {
+            if row.iter().any(|x| x.is_nan() || *x == inf) || row.iter().all(|x| *x == -inf) {
+                return vec![nan; row.len()];
+            }
+            let m = row.iter().cloned().fold(-inf, f64::max);
+            let sum: f64 = row.iter().map(|x| (x - m).exp()).sum();
+            row.iter().map(|x| if log { x - m - sum.ln() } else { (x - m).exp() / sum }).collect()
+        };
+        let x = Tensor::from_vec(v.clone(), [rows, len], &cpu())?;
+        for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 2e-6), (DType::BF16, 1e-2)] {
+            let xt = x.to_dtype(dtype)?;
+            // dim 0 of the transpose reads the same rows with stride `len`.
+            for (strided, log) in [(false, false), (false, true), (true, false), (true, true)] {
+                let out = match (strided, log) {
+                    (false, false) => xt.softmax(1)?,
+                    (false, true) => xt.log_softmax(1)?,
+                    (true, false) => xt.t()?.contiguous()?.softmax(0)?.t()?,
+                    (true, true) => xt.t()?.contiguous()?.log_softmax(0)?.t()?,
+                };
+                let got = out.contiguous()?.to_dtype(DType::F64)?.to_vec::<f64>()?;
+                // bf16 rounds the input too: the reference sees what Oar saw.
+                let seen = xt.to_dtype(DType::F64)?.to_vec::<f64>()?;
+                for r in 0..rows {
+                    let want = reference(&seen[r * len..(r + 1) * len], log);
+                    for (c, (g, w)) in got[r * len..(r + 1) * len].iter().zip(&want).enumerate() {
+                        let ok = if w.is_nan() {
+                            g.is_nan()
+                        } else if w.is_infinite() {
+                            g == w
+                        } else {
+                            (g - w).abs() <= tol * (1.0 + w.abs())
+                        };
+                        assert!(ok, "{dtype} rows {rows} strided {strided} log {log} [{r}, {c}]: {g} vs {w}");
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Max, min and logsumexp over rows with the same specials as the softmax
+/// test: NaN anywhere in a row gives NaN (also next to an infinity, which the
+/// vectorized kernel's NaN screen also flags), infinities win, and a NaN in
+/// the 64-element body or in the tail is found.
+#[test]
+fn max_min_logsumexp_rows_match_a_reference_including_specials() -> Result<()> {
+    let (inf, nan) = (f64::INFINITY, f64::NAN);
+    let (rows, len) = (7usize, 150usize); // two 64-lane chunks and a 22-element tail
+    let mut v: Vec<f64> = (0..rows * len).map(|i| ((i * 7919) % 1000) as f64 / 80.0 - 6.0).collect();
+    v[len + 70] = nan; // row 1, body
+    v[2 * len + 140] = nan; // row 2, tail
+    v[3 * len + 5] = inf; // row 3: +inf only
+    v[4 * len + 9] = -inf; // row 4: -inf only
+    v[5 * len + 1] = inf; // row 5: inf and NaN
+    v[5 * len + 100] = nan;
+    let x = Tensor::from_vec(v.clone(), [rows, len], &cpu())?;
+    for dtype in [DType::F64, DType::F32, DType::F16] {
+        let xt = x.to_dtype(dtype)?;
+        let seen = xt.to_dtype(DType::F64)?.to_vec::<f64>()?;
+        let get = |t: Tensor| t.to_dtype(DType::F64).and_then(|t| t.to_vec::<f64>());
+        let (mx, mn, lse) = (get(xt.max(1, false)?)?, get(xt.min(1, false)?)?, get(xt.logsumexp(1, false)?)?);
+        for r in 0..rows {
+            let row = &seen[r * len..(r + 1) * len];
+            let has_nan = row.iter().any(|x| x.is_nan());
+            let want_max = if has_nan { nan } else { row.iter().cloned().fold(-inf, f64::max) };
+            let want_min = if has_nan { nan } else { row.iter().cloned().fold(inf, f64::min) };
+            let want_lse = if has_nan || want_max.is_infinite() {
+                want_max
+            } else {
+                want_max + row.iter().map(|x| (x - want_max).exp()).sum::<f64>().ln()
+            };
+            let same = |g: f64, w: f64, tol: f64| {
+                if w.is_nan() {
+                    g.is_nan()
+                } else {
+                    g == w || (g - w).abs() <= tol * (1.0 + w.abs())
+                }
+            };
+            assert!(same(mx[r], want_max, 0.0), "{dtype} max row {r}: {} vs {want_max}", mx[r]);
+            assert!(same(mn[r], want_min, 0.0), "{dtype} min row {r}: {} vs {want_min}", mn[r]);
+            let tol = if dtype == DType::F16 { 2e-3 } else { 1e-6 };
+            assert!(same(lse[r], want_lse, tol), "{dtype} logsumexp row {r}: {} vs {want_lse}", lse[r]);
+        }
+    }
+    Ok(())
+}
+
 /// ReLU's backward is 0 wherever the input is <= 0, whatever the incoming
 /// gradient (PyTorch's threshold_backward): a NaN or infinite gradient there
 /// does not leak through.

@@ -84,22 +84,6 @@ fn sum_acc<T: FloatDType>(x: &[T]) -> T::Acc {
     acc[0] + tail
 }
 
-/// Folds `x` into 8 independent lanes with `fold` (vectorizes where a single
-/// accumulator would serialize on the add latency), then merges the lanes
-/// with `combine`.
-#[inline(always)]
-fn lanes<A: Float>(x: &[A], init: A, fold: impl Fn(A, A) -> A, combine: impl Fn(A, A) -> A) -> A {
-    let mut acc = [init; 8];
-    let mut chunks = x.chunks_exact(8);
-    for c in &mut chunks {
-        for i in 0..8 {
-            acc[i] = fold(acc[i], c[i]);
-        }
-    }
-    let tail = chunks.remainder().iter().fold(init, |a, &v| fold(a, v));
-    acc.into_iter().fold(tail, combine)
-}
-
 #[inline]
 fn is_nan<T: PartialEq>(x: T) -> bool {
     #[allow(clippy::eq_op)]
@@ -120,6 +104,45 @@ fn extremum<T: WithDType>(x: &[T], max: bool) -> T {
         }
     }
     best
+}
+
+/// Max (or min) of a float row in the accumulator type, propagating NaN as
+/// PyTorch. The branchy scalar loop of [`extremum`] ran at several cycles per
+/// element; this one keeps 64 lanes that ignore NaN plus 16 lanes summing
+/// `v * 0`, which is 0 unless `v` is NaN or infinite, and rescans the row
+/// exactly only when that sum says a NaN may be present.
+#[inline(always)]
+fn extremum_float<T: FloatDType>(x: &[T], max: bool) -> T::Acc {
+    let pick = move |a: T::Acc, b: T::Acc| if (max && b > a) || (!max && b < a) { b } else { a };
+    let zero = <T::Acc as Float>::ZERO;
+    let init = if max { <T::Acc as Float>::NEG_INFINITY } else { <T::Acc as Float>::INFINITY };
+    // Separate arrays updated by plain loops: one 64-element array was kept
+    // in memory, and `array::from_fn` was not inlined.
+    let (mut a0, mut a1, mut a2, mut a3) = ([init; 16], [init; 16], [init; 16], [init; 16]);
+    let mut special = [zero; 16];
+    let mut chunks = x.chunks_exact(64);
+    for c in &mut chunks {
+        let (c0, c1, c2, c3) = (&c[..16], &c[16..32], &c[32..48], &c[48..]);
+        for i in 0..16 {
+            a0[i] = pick(a0[i], c0[i].to_acc());
+            a1[i] = pick(a1[i], c1[i].to_acc());
+            a2[i] = pick(a2[i], c2[i].to_acc());
+            a3[i] = pick(a3[i], c3[i].to_acc());
+            special[i] += (c0[i].to_acc() + c1[i].to_acc() + c2[i].to_acc() + c3[i].to_acc()) * zero;
+        }
+    }
+    let tail = chunks.remainder();
+    let mut m = tail.iter().fold(init, |a, v| pick(a, v.to_acc()));
+    for i in 0..16 {
+        m = pick(m, pick(pick(a0[i], a1[i]), pick(a2[i], a3[i])));
+    }
+    let maybe_nan = special.into_iter().any(|v| v != zero) || tail.iter().any(|v| v.to_acc().is_nan());
+    if maybe_nan {
+        if let Some(nan) = x.iter().find(|v| v.to_acc().is_nan()) {
+            return nan.to_acc();
+        }
+    }
+    m
 }
 
 /// The sum over `dims` of a contiguous input whose last dims are reduced
@@ -187,21 +210,28 @@ where
         .collect(),
         ReduceOp::Max | ReduceOp::Min => {
             let max = op == ReduceOp::Max;
-            fold_rows(&data, rows, rlen, |x: &[T]| extremum(x, max), |a, b| extremum(&[a, b], max))
+            let row = |x: &[T]| {
+                to(vectorized(
+                    #[inline(always)]
+                    || extremum_float(x, max),
+                ))
+            };
+            fold_rows(&data, rows, rlen, row, |a, b| extremum(&[a, b], max))
         }
         ReduceOp::LogSumExp => per_row(&data, rows, rlen, |x: &[T]| {
             if x.is_empty() {
                 return to(<T::Acc as Float>::NEG_INFINITY);
             }
-            let m = extremum(x, true).to_acc();
-            if m.is_nan() || m == <T::Acc as Float>::INFINITY || m == <T::Acc as Float>::NEG_INFINITY {
-                return to(m);
-            }
-            let mut s = <T::Acc as Float>::ZERO;
-            for &v in x {
-                s += (v.to_acc() - m).exp();
-            }
-            to(m + s.ln())
+            vectorized(
+                #[inline(always)]
+                || {
+                    let m = extremum_float(x, true);
+                    if m.is_nan() || m == <T::Acc as Float>::INFINITY || m == <T::Acc as Float>::NEG_INFINITY {
+                        return to(m);
+                    }
+                    to(m + exp_sum(x, m).ln())
+                },
+            )
         }),
     }
 }
@@ -294,75 +324,149 @@ pub(crate) fn arg_extremum(s: &CpuStorage, l: &Layout, dim: usize, max: bool) ->
     Ok(CpuStorage::I64(with_storage!(s, v => go(v, l, dim, max))))
 }
 
-/// Softmax or log-softmax along `dim`, subtracting the max for stability.
-/// Softmax (or log-softmax) of one `[d, inner]` block, over `d`.
+/// Softmax rows are padded with `-inf` to a multiple of this many elements,
+/// so the exponential pass runs whole vectors with no scalar remainder (the
+/// padding's exponentials are 0 and it is never copied out).
+const SOFTMAX_PAD: usize = 64;
+
+/// Lanes of the exponential passes: the exponential's own instructions give
+/// each vector enough independent work, so one accumulator does not wait on
+/// the add, and fewer live registers leave room for its constants.
+const EXP_LANES: usize = 16;
+
+/// Replaces each `t` by `exp(t - m)` and returns their sum; `x.len()` is a
+/// multiple of [`EXP_LANES`] (a padded softmax row).
 #[inline(always)]
-fn softmax_block<T: FloatDType>(src: &[T], dst: &mut [T], d: usize, inner: usize, log: bool) {
-    let mut tmp = vec![<T::Acc as Float>::ZERO; d];
-    for i in 0..inner {
-        // Iterators, not indexing: bounds checks would stop vectorization
-        // (and a softmax over the last dim reads plain rows).
-        if inner == 1 {
-            tmp.iter_mut().zip(src).for_each(|(t, s)| *t = s.to_acc());
-        } else {
-            tmp.iter_mut().zip(src.iter().skip(i).step_by(inner)).for_each(|(t, s)| *t = s.to_acc());
+fn exp_in_place_sum<A: Float>(x: &mut [A], m: A) -> A {
+    let mut acc = [A::ZERO; EXP_LANES];
+    for c in x.chunks_exact_mut(EXP_LANES) {
+        for i in 0..EXP_LANES {
+            let e = (c[i] - m).exp();
+            c[i] = e;
+            acc[i] += e;
         }
-        let mut m = lanes(&tmp, <T::Acc as Float>::NEG_INFINITY, |a, b| a.max_nan(b), |a, b| a.max_nan(b));
-        if m == <T::Acc as Float>::NEG_INFINITY {
-            m = <T::Acc as Float>::ZERO; // all -inf: exp gives 0s, then NaN as PyTorch
+    }
+    acc.into_iter().fold(A::ZERO, |a, v| a + v)
+}
+
+/// The sum of `exp(t - m)` (what log-softmax and logsumexp need).
+#[inline(always)]
+fn exp_sum<T: FloatDType>(x: &[T], m: T::Acc) -> T::Acc {
+    let mut acc = [<T::Acc as Float>::ZERO; EXP_LANES];
+    let mut chunks = x.chunks_exact(EXP_LANES);
+    for c in &mut chunks {
+        for i in 0..EXP_LANES {
+            acc[i] += (c[i].to_acc() - m).exp();
         }
-        if log {
-            for t in tmp.iter_mut() {
-                *t = *t - m;
+    }
+    let tail = chunks.remainder().iter().fold(<T::Acc as Float>::ZERO, |a, v| a + (v.to_acc() - m).exp());
+    acc.into_iter().fold(tail, |a, v| a + v)
+}
+
+/// Softmax (or log-softmax) in place over one row of `len` elements held in
+/// the accumulator type and padded with `-inf` to a multiple of [`SOFTMAX_PAD`].
+#[inline(always)]
+fn softmax_row<A: FloatDType<Acc = A> + Float>(row: &mut [A], len: usize, log: bool) {
+    // A NaN max makes every output NaN, as PyTorch gives. The max skips the
+    // padding: its infinities would send the NaN screen to its exact rescan.
+    let mut m = extremum_float(&row[..len], true);
+    if m == A::NEG_INFINITY {
+        m = A::ZERO; // all -inf: exp gives 0s, then NaN as PyTorch
+    }
+    if log {
+        let shift = m + exp_sum(row, m).ln();
+        row.iter_mut().for_each(|t| *t = *t - shift);
+    } else {
+        let inv = A::ONE / exp_in_place_sum(row, m);
+        row.iter_mut().for_each(|t| *t = *t * inv);
+    }
+}
+
+/// Softmax (or log-softmax) over `d` of consecutive `[d, inner]` blocks of
+/// `src`, written to `dst` (same length, every element written). `tmp` holds
+/// one row in the accumulator type: gathered from a strided dim or widened
+/// from f16/bf16, and reused across rows.
+#[inline(always)]
+fn softmax_blocks<T: FloatDType>(
+    src: &[T],
+    dst: &mut [std::mem::MaybeUninit<T>],
+    d: usize,
+    inner: usize,
+    log: bool,
+    tmp: &mut Vec<T::Acc>,
+) where
+    T::Acc: FloatDType<Acc = T::Acc>,
+{
+    tmp.resize(d.div_ceil(SOFTMAX_PAD) * SOFTMAX_PAD, <T::Acc as Float>::NEG_INFINITY);
+    for (src, dst) in src.chunks_exact(d * inner).zip(dst.chunks_exact_mut(d * inner)) {
+        for i in 0..inner {
+            // Iterators, not indexing: bounds checks would stop vectorization
+            // (and a softmax over the last dim reads plain rows).
+            if inner == 1 {
+                tmp.iter_mut().zip(src).for_each(|(t, s)| *t = s.to_acc());
+            } else {
+                tmp.iter_mut().zip(src.iter().skip(i).step_by(inner)).for_each(|(t, s)| *t = s.to_acc());
             }
-            let sum = lanes(&tmp, <T::Acc as Float>::ZERO, |a, b| a + b.exp(), |a, b| a + b);
-            let ls = sum.ln();
-            for t in tmp.iter_mut() {
-                *t = *t - ls;
+            // The previous row's pass overwrote the padding.
+            tmp[d..].fill(<T::Acc as Float>::NEG_INFINITY);
+            softmax_row(tmp, d, log);
+            // (The copies out stop at `d`: `zip` ends with `dst`'s row.)
+            if inner == 1 {
+                dst.iter_mut().zip(tmp.iter()).for_each(|(d, t)| {
+                    d.write(T::from_acc(*t));
+                });
+            } else {
+                dst.iter_mut().skip(i).step_by(inner).zip(tmp.iter()).for_each(|(d, t)| {
+                    d.write(T::from_acc(*t));
+                });
             }
-        } else {
-            for t in tmp.iter_mut() {
-                *t = (*t - m).exp();
-            }
-            let sum = lanes(&tmp, <T::Acc as Float>::ZERO, |a, b| a + b, |a, b| a + b);
-            let inv = <T::Acc as Float>::ONE / sum;
-            for t in tmp.iter_mut() {
-                *t = *t * inv;
-            }
-        }
-        if inner == 1 {
-            dst.iter_mut().zip(&tmp).for_each(|(d, t)| *d = T::from_acc(*t));
-        } else {
-            dst.iter_mut().skip(i).step_by(inner).zip(&tmp).for_each(|(d, t)| *d = T::from_acc(*t));
         }
     }
 }
 
+/// Softmax or log-softmax along `dim`, subtracting the max for stability.
 pub(crate) fn softmax(s: &CpuStorage, l: &Layout, dim: usize, log: bool) -> Result<CpuStorage> {
-    fn go<T: FloatDType>(v: &[T], l: &Layout, dim: usize, log: bool) -> Vec<T> {
+    fn go<T: FloatDType>(v: &[T], l: &Layout, dim: usize, log: bool) -> Vec<T>
+    where
+        T::Acc: FloatDType<Acc = T::Acc>,
+    {
         let data = contiguous(v, l);
         let dims = l.dims();
         let d = dims[dim];
         let inner: usize = dims[dim + 1..].iter().product();
         let block = d * inner;
-        let mut out = vec![T::zero(); data.len()];
+        let n = data.len();
+        let mut out: Vec<T> = Vec::with_capacity(n);
         if block == 0 {
             return out;
         }
+        let dst = &mut out.spare_capacity_mut()[..n];
         // The row loop is a function of its own and the closure is forced
         // inline: a closure this large was not inlined into `vectorized`'s
         // AVX-512 function and ran with 4 SSE lanes (2.3x slower).
-        let one_block = |(src, dst): (&[T], &mut [T])| {
+        let run = |src: &[T], dst: &mut [std::mem::MaybeUninit<T>], tmp: &mut Vec<T::Acc>| {
             vectorized(
                 #[inline(always)]
-                || softmax_block(src, dst, d, inner, log),
+                || softmax_blocks(src, dst, d, inner, log, tmp),
             )
         };
-        if data.len() >= PAR_MIN_ELEMS && data.len() > block {
-            install(|| data.par_chunks(block).zip(out.par_chunks_mut(block)).for_each(one_block));
+        if n >= PAR_MIN_ELEMS && n > block {
+            // Tasks of whole blocks, about 16K elements each, so a task's
+            // scratch row and dispatch are amortized over several rows.
+            let per_task = block * (16_384 / block).max(1);
+            install(|| {
+                data.par_chunks(per_task)
+                    .zip(dst.par_chunks_mut(per_task))
+                    .for_each_init(Vec::new, |tmp, (src, dst)| run(src, dst, tmp))
+            });
         } else {
-            data.chunks(block).zip(out.chunks_mut(block)).for_each(one_block);
+            run(&data, dst, &mut Vec::new());
         }
+        // SAFETY: `softmax_blocks` wrote every element of `dst`, the first `n`
+        // slots of the capacity: the blocks tile `data` (n is a multiple of
+        // `block`) and within a block each of the `inner` strided rows writes
+        // its `d` elements.
+        unsafe { out.set_len(n) };
         out
     }
     Ok(match s {
