@@ -123,6 +123,11 @@ fn add_bias<T: GemmElem + std::ops::Add<Output = T>>(out: &mut [T], bias: Option
 fn over_images<T: Send>(out: &mut [T], img: usize, per_image: impl Fn(usize, &mut [T], usize) + Sync + Send) {
     let n = out.len() / img.max(1);
     let threads = num_threads();
+    if threads == 1 {
+        // Nothing to split: the hand-off to the pool's one worker is pure cost.
+        out.chunks_mut(img).enumerate().for_each(|(i, dst)| per_image(i, dst, 1));
+        return;
+    }
     install(|| {
         if n >= threads && n > 1 {
             out.par_chunks_mut(img).enumerate().for_each(|(i, dst)| per_image(i, dst, 1));
@@ -307,7 +312,8 @@ fn conv_weight_grad_typed<T: GemmElem + std::ops::Add<Output = T>>(
         }
         acc
     };
-    let mut parts: Vec<Vec<T>> = install(|| (0..parts).into_par_iter().map(partial).collect());
+    let mut parts: Vec<Vec<T>> =
+        if parts == 1 { vec![partial(0)] } else { install(|| (0..parts).into_par_iter().map(partial).collect()) };
     let mut total = parts.swap_remove(0);
     for part in parts {
         total.iter_mut().zip(part).for_each(|(t, v)| *t = *t + v);

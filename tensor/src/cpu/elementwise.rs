@@ -4,7 +4,7 @@
 use super::simd::vectorized;
 use super::storage::{map_storage, with_storage};
 use super::strided::{map1, map2, map3};
-use super::threads::{install, PAR_MIN_ELEMS};
+use super::threads::{install, worth_parallel};
 use super::CpuStorage;
 use crate::dtype::{Float, FloatDType};
 use crate::op::{BinaryOp, CmpOp, Op, UnaryOp};
@@ -254,7 +254,7 @@ pub(crate) fn epilogue(s: &mut CpuStorage, ops: &[Op]) -> Result<()> {
                 }
             }
         };
-        if v.len() >= PAR_MIN_ELEMS {
+        if worth_parallel(v.len()) {
             install(|| v.par_chunks_mut(CHUNK).for_each(run));
         } else {
             v.chunks_mut(CHUNK).for_each(run);

@@ -3,7 +3,7 @@
 
 use super::storage::with_storage;
 use super::strided::contiguous;
-use super::threads::{install, PAR_MIN_ELEMS};
+use super::threads::{install, worth_parallel};
 use super::CpuStorage;
 use crate::{DType, Error, Layout, Result, Shape, WithDType};
 use rayon::prelude::*;
@@ -245,7 +245,7 @@ fn scatter_add_blocks(
             }
             true
         };
-        let ok = if b.outer > 1 && ids.len() + n >= PAR_MIN_ELEMS {
+        let ok = if b.outer > 1 && worth_parallel(ids.len() + n) {
             install(|| {
                 buf.par_chunks_exact_mut(xb)
                     .zip(x.par_chunks_exact(xb))

@@ -141,6 +141,12 @@ pub(crate) unsafe fn gemm_accumulate<T: GemmElem>(
     unsafe { gemm_call(dst, dst_strides, a, b, (m, n, k), 1, true) }
 }
 
+/// Whether a gemm of this size splits across the pool: below ~1M
+/// multiply-adds, splitting costs more than it saves.
+fn gemm_is_parallel(threads: usize, m: usize, n: usize, k: usize) -> bool {
+    threads > 1 && m * n * k >= 1 << 20
+}
+
 /// # Safety
 /// As [`gemm_strided`]; with `accumulate`, `dst` must be initialized.
 unsafe fn gemm_call<T: GemmElem>(
@@ -155,9 +161,8 @@ unsafe fn gemm_call<T: GemmElem>(
     if m == 0 || n == 0 || k == 0 {
         return; // nothing to add: callers' destination buffers start zeroed
     }
-    // Below ~1M multiply-adds, splitting across threads costs more than it saves.
     let par =
-        if threads > 1 && m * n * k >= 1 << 20 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+        if gemm_is_parallel(threads, m, n, k) { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
     // SAFETY: the caller guarantees every extent.
     unsafe {
         gemm::gemm(
@@ -206,11 +211,18 @@ fn matmul_gemm<T: GemmElem>(a: &[T], b: &[T], plan: &MatmulPlan) -> Vec<T> {
     if batches >= threads && batches > 1 && m * n * k >= 4096 {
         install(|| spare.par_chunks_mut(m * n).zip(plan.offsets.par_iter()).for_each(one));
     } else {
-        install(|| {
+        let mut each = || {
             for (dst, &offs) in spare.chunks_mut(m * n).zip(plan.offsets.iter()) {
                 run(dst, offs, threads);
             }
-        });
+        };
+        // Only a gemm that splits needs the pool: handing a small one to a
+        // worker and waiting for it cost more than the product.
+        if gemm_is_parallel(threads, m, n, k) {
+            install(each)
+        } else {
+            each()
+        }
     }
     // SAFETY: every chunk of the `len` elements was written by one gemm call
     // (m, n, k > 0 here, so gemm stores its whole destination).

@@ -2,7 +2,7 @@
 
 use super::simd::vectorized;
 use super::strided::contiguous;
-use super::threads::{install, PAR_MIN_ELEMS};
+use super::threads::{install, worth_parallel};
 use super::CpuStorage;
 use crate::dtype::{Float, FloatDType};
 use crate::op::{AvgPool2dParams, MaxPool2dParams};
@@ -22,7 +22,7 @@ fn planes<T: Sync, U: Send>(
     if in_sz == 0 || out_sz == 0 {
         return;
     }
-    if x.len() >= PAR_MIN_ELEMS {
+    if worth_parallel(x.len()) {
         install(|| x.par_chunks(in_sz).zip(out.par_chunks_mut(out_sz)).for_each(|(a, b)| f(a, b)));
     } else {
         x.chunks(in_sz).zip(out.chunks_mut(out_sz)).for_each(|(a, b)| f(a, b));
@@ -178,7 +178,7 @@ fn planes1<T: Sync, U: Send>(
     let n = x.len() / in_sz * out_sz;
     let mut a = Vec::with_capacity(n);
     let da = &mut a.spare_capacity_mut()[..n];
-    if x.len() >= PAR_MIN_ELEMS {
+    if worth_parallel(x.len()) {
         install(|| x.par_chunks_exact(in_sz).zip(da.par_chunks_exact_mut(out_sz)).for_each(|(s, a)| f(s, a)));
     } else {
         x.chunks_exact(in_sz).zip(da.chunks_exact_mut(out_sz)).for_each(|(s, a)| f(s, a));
@@ -202,7 +202,7 @@ fn planes2<T: Sync, U: Send, V: Send>(
     let n = x.len() / in_sz * out_sz;
     let (mut a, mut b) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let (da, db) = (&mut a.spare_capacity_mut()[..n], &mut b.spare_capacity_mut()[..n]);
-    if x.len() >= PAR_MIN_ELEMS {
+    if worth_parallel(x.len()) {
         install(|| {
             x.par_chunks_exact(in_sz)
                 .zip(da.par_chunks_exact_mut(out_sz))

@@ -5,7 +5,7 @@
 use super::simd::vectorized;
 use super::storage::with_storage;
 use super::strided::contiguous;
-use super::threads::{install, PAR_MIN_ELEMS};
+use super::threads::{install, worth_parallel, worth_parallel_heavy};
 use super::CpuStorage;
 use crate::dtype::{Float, FloatDType};
 use crate::op::ReduceOp;
@@ -28,7 +28,7 @@ fn per_row<T: Sync, U: Send>(data: &[T], rows: usize, rlen: usize, f: impl Fn(&[
     if rlen == 0 {
         return (0..rows).map(|_| f(&[])).collect();
     }
-    if rows > 1 && rows * rlen >= PAR_MIN_ELEMS {
+    if rows > 1 && worth_parallel(rows * rlen) {
         install(|| data.par_chunks(rlen).map(&f).collect())
     } else {
         data.chunks(rlen).map(f).collect()
@@ -450,7 +450,7 @@ pub(crate) fn softmax(s: &CpuStorage, l: &Layout, dim: usize, log: bool) -> Resu
                 || softmax_blocks(src, dst, d, inner, log, tmp),
             )
         };
-        if n >= PAR_MIN_ELEMS && n > block {
+        if worth_parallel_heavy(n) && n > block {
             // Tasks of whole blocks, about 16K elements each, so a task's
             // scratch row and dispatch are amortized over several rows.
             let per_task = block * (16_384 / block).max(1);

@@ -2,7 +2,7 @@
 //! element-wise map helpers every CPU kernel builds on.
 
 use super::simd::vectorized;
-use super::threads::{install, PAR_MIN_ELEMS};
+use super::threads::{install, worth_parallel};
 use crate::shape::DimVec;
 use crate::Layout;
 use rayon::prelude::*;
@@ -115,7 +115,7 @@ const CHUNK: usize = 1 << 14;
 fn collect_chunks<U: Send>(n: usize, fill: impl Fn(&mut [MaybeUninit<U>], usize) + Sync) -> Vec<U> {
     let mut out = Vec::with_capacity(n);
     let buf = &mut out.spare_capacity_mut()[..n];
-    if n >= PAR_MIN_ELEMS {
+    if worth_parallel(n) {
         install(|| buf.par_chunks_mut(CHUNK).enumerate().for_each(|(i, c)| fill(c, i * CHUNK)));
     } else {
         fill(buf, 0);
@@ -157,7 +157,7 @@ where
     let n = l.numel();
     if let Some(r) = l.contiguous_range() {
         let s = &src[r];
-        if n >= PAR_MIN_ELEMS {
+        if worth_parallel(n) {
             // Chunks with plain inner loops: rayon's per-element collect would not vectorize.
             return collect_chunks(n, |chunk, start| {
                 let src = &s[start..start + chunk.len()];
@@ -189,7 +189,7 @@ where
     let n = la.numel();
     if let (Some(ra), Some(rb)) = (la.contiguous_range(), lb.contiguous_range()) {
         let (a, b) = (&a[ra], &b[rb]);
-        if n >= PAR_MIN_ELEMS {
+        if worth_parallel(n) {
             return collect_chunks(n, |chunk, start| {
                 let end = start + chunk.len();
                 vectorized(|| fill2(chunk, &a[start..end], &b[start..end], &f))
