@@ -288,6 +288,31 @@ fn same_shape_elementwise_path_matches_the_broadcasting_path() -> Result<()> {
     Ok(())
 }
 
+/// Element functions must give the same bits whatever the layout: strided
+/// views and contiguous copies go through different walks (and once through
+/// differently compiled code), and a result must not depend on which.
+#[test]
+fn strided_element_functions_equal_the_contiguous_ones_bit_for_bit() -> Result<()> {
+    let mut g = Generator::new(7);
+    let x = Tensor::randn_with(&mut g, [300, 70], DType::F32, &cpu())?.mul_scalar(6.0)?;
+    let views = [x.t()?, x.narrow(1, 3, 50)?, x.slice(0, 1, 300, 3)?];
+    for v in &views {
+        assert!(!v.is_contiguous());
+        let c = v.contiguous()?;
+        for (name, got, want) in [
+            ("exp", v.exp()?, c.exp()?),
+            ("sigmoid", v.sigmoid()?, c.sigmoid()?),
+            ("silu", v.silu()?, c.silu()?),
+            ("mul", v.mul(&c)?, c.mul(&c)?),
+        ] {
+            let (got, want) = (f32s(&got), f32s(&want));
+            let same = got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{name} of a {:?} view differs from its contiguous copy", v.dims());
+        }
+    }
+    Ok(())
+}
+
 /// Sums and means over leading and trailing dims at once (the bias-gradient
 /// shape) reduce the trailing run in place first; the result must equal an
 /// f64 reference, for runs above and below the split's threshold, and the
