@@ -2,9 +2,9 @@
 //! f16/bf16 compute in f32, as PyTorch's CPU kernels do.
 
 use super::conv_direct;
-use super::matmul::{gemm_accumulate, gemm_raw, gemm_strided, GemmElem, MatRef};
+use super::matmul::{gemm_accumulate, gemm_is_parallel, gemm_raw, gemm_strided, GemmElem, MatRef};
 use super::strided::contiguous;
-use super::threads::{install, num_threads};
+use super::threads::{install, install_if, num_threads};
 use super::CpuStorage;
 use crate::op::{Conv2dParams, ConvTranspose2dParams};
 use crate::{Error, Layout, Result, Shape, WithDType};
@@ -118,23 +118,23 @@ fn add_bias<T: GemmElem + std::ops::Add<Output = T>>(out: &mut [T], bias: Option
     }
 }
 
-/// Runs `per_image` on every image, in parallel over images when there are
-/// enough of them, otherwise one at a time with gemm using the whole pool.
-fn over_images<T: Send>(out: &mut [T], img: usize, per_image: impl Fn(usize, &mut [T], usize) + Sync + Send) {
-    let n = out.len() / img.max(1);
+/// Runs `per_image` on every image: in parallel over images when there are
+/// at least as many as threads, otherwise one at a time with each image's
+/// gemm (of size `mnk`) given the whole pool.
+fn over_images<T: Send>(
+    out: &mut [T],
+    img: usize,
+    (m, n, k): (usize, usize, usize),
+    per_image: impl Fn(usize, &mut [T], usize) + Sync + Send,
+) {
     let threads = num_threads();
-    if threads == 1 {
-        // Nothing to split: the hand-off to the pool's one worker is pure cost.
-        out.chunks_mut(img).enumerate().for_each(|(i, dst)| per_image(i, dst, 1));
-        return;
+    if threads > 1 && out.len() / img.max(1) >= threads {
+        install(|| out.par_chunks_mut(img).enumerate().for_each(|(i, dst)| per_image(i, dst, 1)));
+    } else {
+        install_if(gemm_is_parallel(threads, m, n, k), || {
+            out.chunks_mut(img).enumerate().for_each(|(i, dst)| per_image(i, dst, threads))
+        });
     }
-    install(|| {
-        if n >= threads && n > 1 {
-            out.par_chunks_mut(img).enumerate().for_each(|(i, dst)| per_image(i, dst, 1));
-        } else {
-            out.chunks_mut(img).enumerate().for_each(|(i, dst)| per_image(i, dst, threads));
-        }
-    });
 }
 
 fn conv2d_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: Geom, n: usize) -> Vec<f32> {
@@ -160,7 +160,7 @@ fn conv2d_typed<T: GemmElem + std::ops::Add<Output = T>>(
     if out.is_empty() {
         return out;
     }
-    over_images(&mut out, g.o * l, |i, dst, threads| {
+    over_images(&mut out, g.o * l, (l, og, k), |i, dst, threads| {
         let xi = &x[i * g.c * g.h * g.w..][..g.c * g.h * g.w];
         let mut col = if pointwise { Vec::new() } else { vec![T::default(); k * l] };
         for grp in 0..g.groups {
@@ -200,7 +200,7 @@ fn conv_t_typed<T: GemmElem + std::ops::Add<Output = T>>(
     if out.is_empty() {
         return out;
     }
-    over_images(&mut out, g.o * l_out, |i, dst, threads| {
+    over_images(&mut out, g.o * l_out, (rows, l_in, cg), |i, dst, threads| {
         let xi = &x[i * g.c * l_in..][..g.c * l_in];
         let mut col = vec![T::zero(); rows * l_in];
         for grp in 0..g.groups {

@@ -3,7 +3,7 @@
 //! sliced inputs cost no copy.
 
 use super::strided::copy_strided;
-use super::threads::{install, num_threads};
+use super::threads::{install, install_if, num_threads};
 use super::CpuStorage;
 use crate::{Error, Layout, Result, Shape, WithDType};
 use half::{bf16, f16};
@@ -143,7 +143,7 @@ pub(crate) unsafe fn gemm_accumulate<T: GemmElem>(
 
 /// Whether a gemm of this size splits across the pool: below ~1M
 /// multiply-adds, splitting costs more than it saves.
-fn gemm_is_parallel(threads: usize, m: usize, n: usize, k: usize) -> bool {
+pub(super) fn gemm_is_parallel(threads: usize, m: usize, n: usize, k: usize) -> bool {
     threads > 1 && m * n * k >= 1 << 20
 }
 
@@ -208,21 +208,14 @@ fn matmul_gemm<T: GemmElem>(a: &[T], b: &[T], plan: &MatmulPlan) -> Vec<T> {
     };
     let one = |(dst, &offs): (&mut [MaybeUninit<T>], &(usize, usize))| run(dst, offs, 1);
     let batches = plan.offsets.len();
-    if batches >= threads && batches > 1 && m * n * k >= 4096 {
+    if threads > 1 && batches >= threads && m * n * k >= 4096 {
         install(|| spare.par_chunks_mut(m * n).zip(plan.offsets.par_iter()).for_each(one));
     } else {
-        let mut each = || {
+        install_if(gemm_is_parallel(threads, m, n, k), || {
             for (dst, &offs) in spare.chunks_mut(m * n).zip(plan.offsets.iter()) {
                 run(dst, offs, threads);
             }
-        };
-        // Only a gemm that splits needs the pool: handing a small one to a
-        // worker and waiting for it cost more than the product.
-        if gemm_is_parallel(threads, m, n, k) {
-            install(each)
-        } else {
-            each()
-        }
+        });
     }
     // SAFETY: every chunk of the `len` elements was written by one gemm call
     // (m, n, k > 0 here, so gemm stores its whole destination).

@@ -51,6 +51,17 @@ pub(crate) fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     pool.install(f)
 }
 
+/// Runs `f` on the pool when `split` (it will fan out there), otherwise on the
+/// calling thread: handing work that stays on one thread to a worker and
+/// waiting for it is pure cost.
+pub(crate) fn install_if<R: Send>(split: bool, f: impl FnOnce() -> R + Send) -> R {
+    if split {
+        install(f)
+    } else {
+        f()
+    }
+}
+
 /// Below this many elements, kernels of a few instructions per element
 /// (arithmetic, copies, sums, max) stay on the calling thread: the hand-off
 /// to the pool and back costs about 6-8 us on a 2-core host, and at 64K
