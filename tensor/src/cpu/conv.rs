@@ -1,6 +1,7 @@
 //! 2-d convolution (im2col + gemm) and transposed convolution (gemm + col2im).
 //! f16/bf16 compute in f32, as PyTorch's CPU kernels do.
 
+#[cfg(target_arch = "x86_64")]
 use super::conv_direct;
 use super::matmul::{gemm_accumulate, gemm_is_parallel, gemm_raw, gemm_strided, GemmElem, MatRef};
 use super::strided::contiguous;
@@ -44,7 +45,7 @@ fn valid_range(outs: usize, n: usize, s: usize, off: isize) -> (usize, usize) {
 /// compiler inlines: unfolding small images copies thousands of rows of ~10
 /// elements, and a `memcpy` call per row cost more than the data moved.
 #[inline(always)]
-fn copy_row<T: Copy>(dst: &mut [T], src: &[T]) {
+pub(super) fn copy_row<T: Copy>(dst: &mut [T], src: &[T]) {
     let n = dst.len().min(src.len());
     let (mut d, mut s) = (&mut dst[..n], &src[..n]);
     while d.len() >= 16 {
@@ -138,6 +139,7 @@ fn over_images<T: Send>(
 }
 
 fn conv2d_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: Geom, n: usize) -> Vec<f32> {
+    #[cfg(target_arch = "x86_64")]
     if conv_direct::applies(&g) {
         if let Some(out) = conv_direct::conv2d(x, w, bias, g, n) {
             return out;
@@ -146,7 +148,7 @@ fn conv2d_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: Geom, n: usize) -> 
     conv2d_typed(x, w, bias, g, n)
 }
 
-fn conv2d_typed<T: GemmElem + std::ops::Add<Output = T>>(
+pub(super) fn conv2d_typed<T: GemmElem + std::ops::Add<Output = T>>(
     x: &[T],
     w: &[T],
     bias: Option<&[T]>,

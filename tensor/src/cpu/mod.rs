@@ -2,6 +2,7 @@
 
 pub(crate) mod alloc;
 mod conv;
+#[cfg(target_arch = "x86_64")]
 mod conv_direct;
 mod elementwise;
 mod index;

@@ -45,15 +45,16 @@ mod x86 {
     }
 }
 
-/// Whether the CPU has the AVX-512 subset the hand-written kernels use.
-pub(crate) fn has_avx512() -> bool {
+/// The vector extension this CPU has: 4 = the AVX-512 subset the
+/// hand-written kernels use, 3 = AVX2 + FMA, 1 = baseline (or not x86-64).
+pub(crate) fn level() -> u8 {
     #[cfg(target_arch = "x86_64")]
     {
-        x86::level() == 4
+        x86::level()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        false
+        1
     }
 }
 

@@ -1,0 +1,349 @@
+//! Direct 2-d convolution for few output channels (LeNet, the seed model).
+//!
+//! im2col + gemm wastes most of its time there: the unfolded buffer is large
+//! and gemm's micro-kernels are mostly padding when N is 6 or 16. Two register
+//! tilings instead, one image per task:
+//! - pixel tiles: a 16-pixel row segment (lanes) for up to 8 output channels,
+//!   so every input vector is loaded once and used for 8 FMAs;
+//! - channel tiles, when the channel count is a multiple of 16: 16 channels
+//!   (lanes) for up to 12 pixels of a row, so 10-pixel rows waste no lanes.
+//!   Each input is broadcast once per kernel row and feeds up to `kw` FMAs;
+//!   the pixel-major results are transposed into NCHW per image.
+//!
+//! f32 on AVX-512 (`avx512`) or AVX2 + FMA (`avx2`: the same layouts as
+//! pairs of 8-lane halves, with fewer accumulators per tile to fit 16
+//! registers); other CPUs and dtypes use im2col + gemm.
+
+mod avx2;
+mod avx512;
+
+use super::conv::{copy_row, Geom};
+use super::threads::{install, num_threads};
+use rayon::prelude::*;
+use std::mem::MaybeUninit;
+
+/// Output pixels per register tile.
+const SEG: usize = 16;
+/// Output channels per register tile (at most; AVX2 tiles take fewer).
+const OB: usize = 8;
+
+/// Which register tiles a convolution runs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Isa {
+    Avx512,
+    Avx2,
+}
+
+impl Isa {
+    /// The best tiles this CPU runs, if any.
+    fn detect() -> Option<Isa> {
+        match super::simd::level() {
+            4 => Some(Isa::Avx512),
+            3 => Some(Isa::Avx2),
+            _ => None,
+        }
+    }
+
+    /// Whether this CPU can run `self`'s tiles.
+    pub(crate) fn supported(self) -> bool {
+        super::simd::level()
+            >= match self {
+                Isa::Avx512 => 4,
+                Isa::Avx2 => 3,
+            }
+    }
+}
+
+/// Whether the direct kernels beat im2col + gemm for this shape: stride 1,
+/// one group, few output channels, small patches.
+pub(super) fn applies(g: &Geom) -> bool {
+    g.stride == [1, 1] && g.groups == 1 && g.o <= 32 && g.c * g.kh * g.kw <= 256
+}
+
+impl Geom {
+    /// Padded row length, with a slack of SEG so the last tile's full-width
+    /// loads stay in the buffer.
+    fn padded_w(&self) -> usize {
+        self.w + 2 * self.pad[1] + SEG
+    }
+
+    fn padded_h(&self) -> usize {
+        self.h + 2 * self.pad[0]
+    }
+}
+
+/// `n` images `x` (NCHW) convolved with `w` (`[o, c, kh, kw]`), plus `bias`.
+/// `None` when this CPU has neither AVX-512 nor AVX2 + FMA (the caller falls
+/// back to im2col + gemm).
+pub(crate) fn conv2d(x: &[f32], w: &[f32], bias: Option<&[f32]>, d: Geom, n: usize) -> Option<Vec<f32>> {
+    Some(conv2d_with(Isa::detect()?, x, w, bias, d, n))
+}
+
+/// [`conv2d`] with the given tiles, which the CPU must support (checked:
+/// panics otherwise, as running them would be undefined behaviour).
+pub(crate) fn conv2d_with(isa: Isa, x: &[f32], w: &[f32], bias: Option<&[f32]>, d: Geom, n: usize) -> Vec<f32> {
+    assert!(isa.supported(), "{isa:?} convolution tiles on a CPU without them");
+    let (o, l) = (d.o, d.oh * d.ow);
+    // Weights as [c, kh, kw, o_padded]: the 8 channels of a tile are adjacent.
+    let op = o.div_ceil(OB) * OB;
+    let taps = d.c * d.kh * d.kw;
+    let mut wt = vec![0f32; taps * op];
+    for oc in 0..o {
+        for t in 0..taps {
+            wt[t * op + oc] = w[oc * taps + t];
+        }
+    }
+    // Left uninitialized: the kernels write every element exactly once, and
+    // zeroing first would be a serial pass over the whole output.
+    let mut out = Vec::with_capacity(n * o * l);
+    if n * o * l == 0 {
+        return out;
+    }
+    let per_image = |buf: &mut Buffers, (i, dst): (usize, &mut [MaybeUninit<f32>])| {
+        let img = &x[i * d.c * d.h * d.w..][..d.c * d.h * d.w];
+        image(isa, img, &wt, op, bias, d, buf, dst)
+    };
+    let spare = &mut out.spare_capacity_mut()[..n * o * l];
+    if n > 1 && num_threads() > 1 {
+        install(|| spare.par_chunks_mut(o * l).enumerate().for_each_init(Buffers::default, per_image));
+    } else {
+        let mut buf = Buffers::default();
+        spare.chunks_mut(o * l).enumerate().for_each(|job| per_image(&mut buf, job));
+    }
+    // SAFETY: `image` wrote all `o * l` outputs of every image: the pixel
+    // tiles' segments cover each row and their channel blocks every channel;
+    // the channel tiles' pixel runs sum to each row's width and
+    // `transpose_out` stores all `l` pixels of every 16-channel block.
+    unsafe { out.set_len(n * o * l) };
+    out
+}
+
+/// Working memory reused across the images of one rayon job (one calloc per
+/// image was a few percent of LeNet conv2).
+#[derive(Default)]
+struct Buffers {
+    /// The image inside its zero border and row slack. Images only rewrite
+    /// the interior, so the border stays zero.
+    padded: Vec<f32>,
+    /// Channel tiles' outputs for one 16-channel block, pixel-major.
+    by_pixel: Vec<[f32; SEG]>,
+}
+
+// The image's inputs, its tiles' shared state and its output, all needed.
+#[allow(clippy::too_many_arguments)]
+fn image(
+    isa: Isa,
+    img: &[f32],
+    wt: &[f32],
+    op: usize,
+    bias: Option<&[f32]>,
+    d: Geom,
+    buf: &mut Buffers,
+    dst: &mut [MaybeUninit<f32>],
+) {
+    let channel_tiles = d.o.is_multiple_of(SEG);
+    if channel_tiles {
+        buf.by_pixel.resize((d.oh * d.ow).next_multiple_of(SEG), [0.0; SEG]);
+    }
+    if channel_tiles && d.pad == [0, 0] {
+        // Channel tiles load inputs one scalar at a time, so they need no slack
+        // past the row ends: without padding, they read the image as it is.
+        let at = Tile { src: img, ph: d.h, pw: d.w, off: 0, wt, op, d };
+        return image_by_channels(isa, at, bias, &mut buf.by_pixel, dst);
+    }
+    let (ph, pw) = (d.padded_h(), d.padded_w());
+    buf.padded.resize(d.c * ph * pw, 0.0);
+    for c in 0..d.c {
+        for y in 0..d.h {
+            let src = &img[(c * d.h + y) * d.w..][..d.w];
+            // Inlined block moves: a memcpy call per row was 16% of the seed model's conv.
+            copy_row(&mut buf.padded[(c * ph + y + d.pad[0]) * pw + d.pad[1]..][..d.w], src);
+        }
+    }
+    let padded = &buf.padded[..];
+    if channel_tiles {
+        let at = Tile { src: padded, ph, pw, off: 0, wt, op, d };
+        return image_by_channels(isa, at, bias, &mut buf.by_pixel, dst);
+    }
+    // AVX-512: two 16-pixel segments per tile where the row has them: a
+    // partial channel block (the seed model's 10 = 8 + 2) then still has
+    // enough independent FMA chains to hide latency, and each weight
+    // broadcast feeds two FMAs. AVX2: one segment (two halves) of 6 channels.
+    let (block, max_segs) = match isa {
+        Isa::Avx512 => (OB, 2),
+        Isa::Avx2 => (avx2::OB2, 1),
+    };
+    let mut acc = [[[0f32; SEG]; OB]; 2];
+    for oy in 0..d.oh {
+        for x0 in (0..d.ow).step_by(max_segs * SEG) {
+            let segs = if max_segs == 2 && d.ow - x0 > SEG { 2 } else { 1 };
+            for o0 in (0..d.o).step_by(block) {
+                let at = (oy, x0, o0);
+                let left = d.o - o0;
+                // SAFETY (each arm): `conv2d_with` checked that the CPU has the
+                // tiles' features before any image runs. A partial last block
+                // only does the FMAs of its real channels.
+                macro_rules! tile512 {
+                    ($s:literal) => {
+                        match left {
+                            1 => unsafe { avx512::tile::<1, $s>(padded, wt, op, d, at, &mut acc) },
+                            2 => unsafe { avx512::tile::<2, $s>(padded, wt, op, d, at, &mut acc) },
+                            3 => unsafe { avx512::tile::<3, $s>(padded, wt, op, d, at, &mut acc) },
+                            4 => unsafe { avx512::tile::<4, $s>(padded, wt, op, d, at, &mut acc) },
+                            5 => unsafe { avx512::tile::<5, $s>(padded, wt, op, d, at, &mut acc) },
+                            6 => unsafe { avx512::tile::<6, $s>(padded, wt, op, d, at, &mut acc) },
+                            7 => unsafe { avx512::tile::<7, $s>(padded, wt, op, d, at, &mut acc) },
+                            _ => unsafe { avx512::tile::<OB, $s>(padded, wt, op, d, at, &mut acc) },
+                        }
+                    };
+                }
+                match (isa, segs) {
+                    (Isa::Avx512, 2) => tile512!(2),
+                    (Isa::Avx512, _) => tile512!(1),
+                    (Isa::Avx2, _) => {
+                        // These tiles add the bias and store their outputs themselves.
+                        let io = (bias, &mut *dst);
+                        match left {
+                            1 => unsafe { avx2::tile::<1>(padded, wt, op, d, at, io) },
+                            2 => unsafe { avx2::tile::<2>(padded, wt, op, d, at, io) },
+                            3 => unsafe { avx2::tile::<3>(padded, wt, op, d, at, io) },
+                            4 => unsafe { avx2::tile::<4>(padded, wt, op, d, at, io) },
+                            5 => unsafe { avx2::tile::<5>(padded, wt, op, d, at, io) },
+                            _ => unsafe { avx2::tile::<{ avx2::OB2 }>(padded, wt, op, d, at, io) },
+                        }
+                        continue;
+                    }
+                }
+                for (sg, tile) in acc.iter().enumerate().take(segs) {
+                    let x = x0 + sg * SEG;
+                    let len = SEG.min(d.ow - x);
+                    for (k, row) in tile.iter().enumerate().take(block.min(left)) {
+                        let oc = o0 + k;
+                        let b = bias.map_or(0.0, |b| b[oc]);
+                        let out = &mut dst[(oc * d.oh + oy) * d.ow + x..][..len];
+                        for (v, &a) in out.iter_mut().zip(row) {
+                            v.write(a + b);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The tile transposed, for channel counts that are multiples of 16: lanes
+/// run over 16 output channels and each of up to `P` pixels of an output row
+/// has its own accumulator, so narrow outputs (LeNet's 10-pixel rows) waste
+/// no lanes. `img` is the whole image and all weights (`off` 0); `scratch`
+/// holds one block's outputs, pixel-major, padded to whole 16x16 transposes.
+fn image_by_channels(
+    isa: Isa,
+    img: Tile,
+    bias: Option<&[f32]>,
+    scratch: &mut [[f32; SEG]],
+    dst: &mut [MaybeUninit<f32>],
+) {
+    let (d, pw) = (img.d, img.pw);
+    let l = d.oh * d.ow;
+    // Rows split into near-equal tiles: 28 = 10 + 9 + 9 keeps every tile at 8+
+    // accumulators, where 12 + 12 + 4 would leave the last one latency-bound.
+    let tiles = d.ow.div_ceil(match isa {
+        Isa::Avx512 => avx512::P,
+        Isa::Avx2 => avx2::P2,
+    });
+    for o0 in (0..d.o).step_by(SEG) {
+        let b = bias.map_or([0.0; SEG], |b| b[o0..o0 + SEG].try_into().expect("16 biases"));
+        for oy in 0..d.oh {
+            let mut x0 = 0;
+            for t in 0..tiles {
+                let px = (d.ow - x0) / (tiles - t);
+                let out = &mut scratch[oy * d.ow + x0..][..px];
+                let at = Tile { off: oy * pw + x0, wt: &img.wt[o0..], ..img };
+                // SAFETY (each arm): `conv2d_with` checked that the CPU has the
+                // tiles' features before any image runs.
+                unsafe {
+                    match (isa, d.kw, d.dil[1]) {
+                        (Isa::Avx512, 5, 1) => avx512::tile_px::<5>(&at, &b, out),
+                        (Isa::Avx512, 3, 1) => avx512::tile_px::<3>(&at, &b, out),
+                        (Isa::Avx512, _, _) => avx512::tile_px::<0>(&at, &b, out),
+                        (Isa::Avx2, _, _) => avx2::tile_px(&at, &b, out),
+                    }
+                }
+                x0 += px;
+            }
+        }
+        let block = &mut dst[o0 * l..][..SEG * l];
+        // SAFETY: as above.
+        unsafe {
+            match isa {
+                Isa::Avx512 => avx512::transpose_out(scratch, block),
+                Isa::Avx2 => avx2::transpose_out(scratch, block),
+            }
+        }
+    }
+}
+
+/// Where a channel tile reads: `src` is the image (padded if the conv is),
+/// `c` planes of `ph` rows of `pw` floats; `off` the index of the tile's first
+/// input pixel in channel 0; `wt` the packed weights (`[c, kh, kw, op]`) from
+/// the block's first output channel on.
+#[derive(Clone, Copy)]
+struct Tile<'a> {
+    src: &'a [f32],
+    ph: usize,
+    pw: usize,
+    off: usize,
+    wt: &'a [f32],
+    op: usize,
+    d: Geom,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{conv2d_with, Isa};
+    use crate::cpu::conv::{conv2d_typed, Geom};
+
+    /// Every tile set this CPU runs (not only the best one, so an AVX-512
+    /// machine checks the AVX2 tiles too) against im2col + gemm in f64.
+    #[test]
+    fn every_supported_tile_set_matches_im2col_in_f64() {
+        let cases = [
+            // [n, c, o, h, w, kh, kw, pad, dil]
+            [2, 3, 10, 9, 33, 3, 3, 0, 1], // pixel tiles: 8 + 2 / 6 + 4 channels, 33 = 16 + 16 + 1
+            [1, 1, 6, 28, 28, 5, 5, 2, 1], // LeNet conv1
+            [2, 5, 17, 6, 40, 3, 3, 1, 1], // 17 channels
+            [1, 4, 1, 5, 5, 1, 1, 0, 1],   // one channel, 1x1
+            [3, 6, 16, 14, 14, 5, 5, 0, 1], // channel tiles: LeNet conv2, 10-pixel rows
+            [2, 2, 32, 7, 21, 3, 3, 1, 2], // channel tiles, dilation and padding
+            [2, 4, 16, 8, 13, 3, 2, 0, 1], // channel tiles, 2-wide kernel
+            [2, 1, 16, 6, 17, 4, 5, 0, 1], // channel tiles, 13 = 7 + 6 / 5 + 4 + 4 pixels
+        ];
+        let mut state = 0x2545_f491_u64;
+        let mut rand = |len: usize| -> Vec<f32> {
+            (0..len)
+                .map(|_| {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+                })
+                .collect()
+        };
+        for isa in [Isa::Avx512, Isa::Avx2] {
+            if !isa.supported() {
+                println!("skipping the {isa:?} tiles: this CPU lacks them");
+                continue;
+            }
+            for [n, c, o, h, w, kh, kw, pad, dil] in cases {
+                let (oh, ow) = (h + 2 * pad - dil * (kh - 1), w + 2 * pad - dil * (kw - 1));
+                let g =
+                    Geom { c, h, w, o, oh, ow, kh, kw, groups: 1, stride: [1, 1], pad: [pad, pad], dil: [dil, dil] };
+                let (x, wt, b) = (rand(n * c * h * w), rand(o * c * kh * kw), rand(o));
+                let got = conv2d_with(isa, &x, &wt, Some(&b), g, n);
+                let f64s = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<_>>();
+                let want = conv2d_typed(&f64s(&x), &f64s(&wt), Some(&f64s(&b)), g, n);
+                assert_eq!(got.len(), want.len());
+                let err = got.iter().zip(&want).map(|(&a, &b)| (a as f64 - b).abs()).fold(0.0, f64::max);
+                assert!(err < 1e-4, "{isa:?} tiles, case {:?}: max error {err}", [n, c, o, h, w, kh, kw, pad, dil]);
+            }
+        }
+    }
+}
