@@ -3,7 +3,7 @@
 //! 8-lane halves, with fewer accumulators so that everything fits the 16 ymm
 //! registers (see the parent module).
 
-use super::{Tile, SEG};
+use super::{pixel_taps, Tile, SEG};
 use crate::cpu::conv::{copy_row, Geom};
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
@@ -50,23 +50,15 @@ pub(super) fn tile<const N: usize>(
     (oy, x0, o0): (usize, usize, usize),
     (bias, dst): (Option<&[f32]>, &mut [MaybeUninit<f32>]),
 ) {
-    let (ph, pw) = (d.padded_h(), d.padded_w());
     let mut v = [[_mm256_setzero_ps(); 2]; N];
-    for c in 0..d.c {
-        for ki in 0..d.kh {
-            let row = &padded[(c * ph + oy + ki * d.dil[0]) * pw..][..pw];
-            for kj in 0..d.kw {
-                let t = (c * d.kh + ki) * d.kw + kj;
-                let ws = &wt[t * op + o0..][..N];
-                let [lo, hi] = load16(&row[x0 + kj * d.dil[1]..]);
-                for (a, &w) in v.iter_mut().zip(ws) {
-                    let wv = _mm256_set1_ps(w);
-                    a[0] = _mm256_fmadd_ps(wv, lo, a[0]);
-                    a[1] = _mm256_fmadd_ps(wv, hi, a[1]);
-                }
-            }
+    pixel_taps(padded, wt, op, d, (oy, x0, o0, N), |inputs, ws| {
+        let [lo, hi] = load16(inputs);
+        for (a, &w) in v.iter_mut().zip(ws) {
+            let wv = _mm256_set1_ps(w);
+            a[0] = _mm256_fmadd_ps(wv, lo, a[0]);
+            a[1] = _mm256_fmadd_ps(wv, hi, a[1]);
         }
-    }
+    });
     let len = SEG.min(d.ow - x0);
     for (k, a) in v.into_iter().enumerate() {
         let oc = o0 + k;

@@ -1,6 +1,6 @@
 //! AVX-512 register tiles of the direct convolution (see the parent module).
 
-use super::{Tile, OB, SEG};
+use super::{pixel_taps, Tile, OB, SEG};
 use crate::cpu::conv::Geom;
 use std::mem::MaybeUninit;
 
@@ -145,25 +145,17 @@ pub(super) unsafe fn tile<const N: usize, const S: usize>(
     acc: &mut [[[f32; SEG]; OB]; 2],
 ) {
     use std::arch::x86_64::*;
-    let (ph, pw) = (d.padded_h(), d.padded_w());
     let mut v = [[_mm512_setzero_ps(); N]; S];
-    for c in 0..d.c {
-        for ki in 0..d.kh {
-            let row = &padded[(c * ph + oy + ki * d.dil[0]) * pw..][..pw];
-            for kj in 0..d.kw {
-                let t = (c * d.kh + ki) * d.kw + kj;
-                let ws = &wt[t * op + o0..][..N];
-                for (sg, vs) in v.iter_mut().enumerate() {
-                    let xs = &row[x0 + sg * SEG + kj * d.dil[1]..][..SEG];
-                    // SAFETY: xs has SEG = 16 elements (sliced above); unaligned load.
-                    let xv = unsafe { _mm512_loadu_ps(xs.as_ptr()) };
-                    for (a, &w) in vs.iter_mut().zip(ws) {
-                        *a = _mm512_fmadd_ps(_mm512_set1_ps(w), xv, *a);
-                    }
-                }
+    pixel_taps(padded, wt, op, d, (oy, x0, o0, N), |inputs, ws| {
+        for (sg, vs) in v.iter_mut().enumerate() {
+            let xs = &inputs[sg * SEG..][..SEG];
+            // SAFETY: xs has SEG = 16 elements (sliced above); unaligned load.
+            let xv = unsafe { _mm512_loadu_ps(xs.as_ptr()) };
+            for (a, &w) in vs.iter_mut().zip(ws) {
+                *a = _mm512_fmadd_ps(_mm512_set1_ps(w), xv, *a);
             }
         }
-    }
+    });
     for (block, vs) in acc.iter_mut().zip(v) {
         for (dst, a) in block.iter_mut().zip(vs) {
             // SAFETY: dst is a 16-element array.

@@ -72,6 +72,32 @@ impl Geom {
     }
 }
 
+/// Calls `f(inputs, weights)` for every tap of the pixel tile at output row
+/// `oy`, first pixel `x0`, channels `o0..o0 + n`: `inputs` is the padded
+/// input row from the tap's first pixel on, `weights` the tap's `n` channel
+/// weights. Each ISA's tile passes its vector loop as `f`; always inlined, so
+/// that loop compiles inside the tile's target-feature function.
+#[inline(always)]
+fn pixel_taps(
+    padded: &[f32],
+    wt: &[f32],
+    op: usize,
+    d: Geom,
+    (oy, x0, o0, n): (usize, usize, usize, usize),
+    mut f: impl FnMut(&[f32], &[f32]),
+) {
+    let (ph, pw) = (d.padded_h(), d.padded_w());
+    for c in 0..d.c {
+        for ki in 0..d.kh {
+            let row = &padded[(c * ph + oy + ki * d.dil[0]) * pw..][..pw];
+            for kj in 0..d.kw {
+                let t = (c * d.kh + ki) * d.kw + kj;
+                f(&row[x0 + kj * d.dil[1]..], &wt[t * op + o0..][..n]);
+            }
+        }
+    }
+}
+
 /// `n` images `x` (NCHW) convolved with `w` (`[o, c, kh, kw]`), plus `bias`.
 /// `None` when this CPU has neither AVX-512 nor AVX2 + FMA (the caller falls
 /// back to im2col + gemm).
