@@ -64,8 +64,9 @@ pub(crate) fn install_if<R: Send>(split: bool, f: impl FnOnce() -> R + Send) -> 
 
 /// Below this many elements, kernels of a few instructions per element
 /// (arithmetic, copies, sums, max) stay on the calling thread: the hand-off
-/// to the pool and back costs about 6-8 us on a 2-core host, and at 64K
-/// elements a 2-thread add, sum or max took longer than a 1-thread one.
+/// to the pool and back cost about 6-8 us on a 2-core host, and at 64K
+/// elements a 2-thread add, sum or max took longer than a 1-thread one (a
+/// one-off timing loop).
 const PAR_MIN_ELEMS: usize = 1 << 17;
 
 /// The same for kernels of tens of instructions per element (softmax's

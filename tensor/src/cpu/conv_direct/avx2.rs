@@ -40,7 +40,7 @@ fn store16(dst: &mut [f32; SEG], [lo, hi]: [__m256; 2]) {
 /// image, NCHW): per tap, one weight broadcast feeds the FMAs of both halves
 /// of the segment. Storing from registers matters when the patch is small
 /// (the seed model's 27 taps): a round trip through a tile buffer and a
-/// separate bias loop took a third of the time there.
+/// separate bias loop took a third of the time there (perf profile).
 #[target_feature(enable = "avx2,fma")]
 pub(super) fn tile<const N: usize>(
     padded: &[f32],
@@ -71,8 +71,8 @@ pub(super) fn tile<const N: usize>(
             store16(unsafe { &mut *out.as_mut_ptr().cast::<[f32; SEG]>() }, a);
         } else {
             // Fixed-size block moves: a copy loop here became a memcpy call
-            // (9% of the seed model's conv, whose rows end in 14 pixels), and
-            // masked stores are slow on AMD cores.
+            // (9% of the seed model's conv in a perf profile; its rows end in
+            // 14 pixels). Masked stores were no faster in a one-off loop.
             let mut part = [0f32; SEG];
             store16(&mut part, a);
             // SAFETY: MaybeUninit<f32> has f32's layout.

@@ -182,7 +182,8 @@ fn image(
     for c in 0..d.c {
         for y in 0..d.h {
             let src = &img[(c * d.h + y) * d.w..][..d.w];
-            // Inlined block moves: a memcpy call per row was 16% of the seed model's conv.
+            // Inlined block moves: a memcpy call per short row costs more than
+            // the data moved (see `copy_row`).
             copy_row(&mut buf.padded[(c * ph + y + d.pad[0]) * pw + d.pad[1]..][..d.w], src);
         }
     }
