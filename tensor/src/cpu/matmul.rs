@@ -1,6 +1,7 @@
 //! Batched matrix products through the `gemm` crate (AVX-512 kernels picked at
-//! run time). Strided operands are passed to gemm as they are: transposed and
-//! sliced inputs cost no copy.
+//! run time), or for f32 on AVX2-only CPUs through Oar's own kernels
+//! (`super::sgemm`). Strided operands are passed on as they are: transposed
+//! and sliced inputs cost no copy.
 
 use super::strided::copy_strided;
 use super::threads::{install, install_if, num_threads};
@@ -71,8 +72,43 @@ impl MatmulPlan {
 }
 
 /// Types gemm multiplies natively.
-pub(crate) trait GemmElem: WithDType {}
-impl GemmElem for f32 {}
+pub(crate) trait GemmElem: WithDType {
+    /// Runs the product with Oar's own kernels if they cover this type on
+    /// this CPU (see `sgemm`); `false` leaves it to the `gemm` crate.
+    ///
+    /// # Safety
+    /// As [`gemm_call`].
+    unsafe fn own_gemm(
+        _dst: *mut Self,
+        _dst_strides: (usize, usize),
+        _a: MatRef<Self>,
+        _b: MatRef<Self>,
+        _mnk: (usize, usize, usize),
+        _threads: usize,
+        _accumulate: bool,
+    ) -> bool {
+        false
+    }
+}
+impl GemmElem for f32 {
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn own_gemm(
+        dst: *mut f32,
+        (rs, cs): (usize, usize),
+        a: MatRef<f32>,
+        b: MatRef<f32>,
+        mnk: (usize, usize, usize),
+        threads: usize,
+        accumulate: bool,
+    ) -> bool {
+        if !super::sgemm::available() || !super::sgemm::suits(mnk, (rs, cs)) {
+            return false;
+        }
+        // SAFETY: available() checked; the rest is the caller's guarantee.
+        unsafe { super::sgemm::sgemm(super::sgemm::DstRef { ptr: dst, rs, cs }, a, b, mnk, threads, accumulate) };
+        true
+    }
+}
 impl GemmElem for f64 {}
 impl GemmElem for f16 {}
 
@@ -160,6 +196,10 @@ unsafe fn gemm_call<T: GemmElem>(
 ) {
     if m == 0 || n == 0 || k == 0 {
         return; // nothing to add: callers' destination buffers start zeroed
+    }
+    // SAFETY: the caller's guarantee, passed on.
+    if unsafe { T::own_gemm(dst, dst_strides, a, b, (m, n, k), threads, accumulate) } {
+        return;
     }
     let par =
         if gemm_is_parallel(threads, m, n, k) { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };

@@ -9,6 +9,8 @@ mod index;
 mod matmul;
 mod pool;
 mod reduce;
+#[cfg(target_arch = "x86_64")]
+mod sgemm;
 mod simd;
 mod storage;
 mod strided;
