@@ -77,7 +77,7 @@ pub(crate) trait GemmElem: WithDType {
     /// this CPU (see `sgemm`); `false` leaves it to the `gemm` crate.
     ///
     /// # Safety
-    /// As [`gemm_call`].
+    /// As [`gemm_call`], with `m`, `n` and `k` nonzero.
     unsafe fn own_gemm(
         _dst: *mut Self,
         _dst_strides: (usize, usize),
@@ -101,12 +101,9 @@ impl GemmElem for f32 {
         threads: usize,
         accumulate: bool,
     ) -> bool {
-        if !super::sgemm::available() || !super::sgemm::suits(mnk, (rs, cs)) {
-            return false;
-        }
-        // SAFETY: available() checked; the rest is the caller's guarantee.
-        unsafe { super::sgemm::sgemm(super::sgemm::DstRef { ptr: dst, rs, cs }, a, b, mnk, threads, accumulate) };
-        true
+        let dst = super::sgemm::DstRef { ptr: dst, rs, cs };
+        // SAFETY: the caller's guarantee, passed on.
+        unsafe { super::sgemm::try_sgemm(dst, a, b, mnk, threads, accumulate) }
     }
 }
 impl GemmElem for f64 {}

@@ -14,7 +14,7 @@
 //! the FMA peak at 1024³ (59 GFLOP/s on one thread, 102 on two, against about
 //! 98 per core for a loop of independent FMAs; one-off timing loops), where
 //! MKL reaches about 70%. In one bench sitting these kernels took 15.3 ms at
-//! 1024³ against the crate's 19.9 ms and MKL's 17.4 ms.
+//! 1024³ against the crate's 19.6 ms and MKL's 17.4 ms.
 //! AVX-512 CPUs keep the `gemm` crate's 16-lane kernels; this module has no
 //! AVX-512 micro-kernel yet.
 //!
@@ -41,24 +41,12 @@ const MC: usize = 144;
 /// Columns of the right operand packed at once (4 MiB with `KC`).
 const NC: usize = 4096;
 
-/// Whether [`sgemm`] serves f32 products on this CPU: AVX2 + FMA without
+/// Whether [`try_sgemm`] serves f32 products on this CPU: AVX2 + FMA without
 /// AVX-512, unless `OAR_SGEMM=gemm` asks for the `gemm` crate (for A/B
 /// comparisons).
 pub(crate) fn available() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| super::simd::level() == 3 && std::env::var("OAR_SGEMM").map_or(true, |v| v.trim() != "gemm"))
-}
-
-/// Whether the packed kernels suit an `m x n x k` product. With fewer than
-/// two register blocks of rows, packing the whole right operand costs about
-/// as much as the product (a [1, 784] x [784, 512] product took 2-4x the
-/// `gemm` crate's time, whose vector-matrix kernels do not pack), and
-/// fewer than `NR` columns leave lanes of every block idle.
-/// A column-major destination is judged as the transposed product [`sgemm`]
-/// runs instead.
-pub(crate) fn suits((m, n, _k): (usize, usize, usize), dst_strides: (usize, usize)) -> bool {
-    let (m, n) = if dst_strides.1 != 1 && dst_strides.0 == 1 { (n, m) } else { (m, n) };
-    m >= 2 * MR && n >= NR
 }
 
 /// A destination matrix: first element, row stride, column stride.
@@ -78,24 +66,73 @@ struct Product {
     accumulate: bool,
 }
 
-// SAFETY: the pointers are only dereferenced inside `sgemm`'s fork-join, for
+// SAFETY: the pointers are only dereferenced inside `run`'s fork-join, for
 // disjoint blocks of `c` and read-only elements of `a` and `b`, all of which
-// the caller of `sgemm` keeps alive and unaliased for its duration.
+// the caller of `run` keeps alive and unaliased for its duration.
 unsafe impl Send for Product {}
 // SAFETY: as above.
 unsafe impl Sync for Product {}
 
 /// `c (m x n) = a (m x k) @ b (k x n)`, or `c += a @ b` with `accumulate`,
-/// every matrix with arbitrary strides. Without `accumulate`, `c` is only
-/// written (it may be uninitialized). Splits across `threads` workers when
-/// the product is large enough.
+/// every matrix with arbitrary strides, if these kernels serve it: they are
+/// [`available`] and the product, as [`with_unit_column_stride`] turns it,
+/// has at least two register blocks of rows and `NR` columns. With fewer
+/// rows, packing the whole right operand costs about as much as the product
+/// (a [1, 784] x [784, 512] product took 2-6x the `gemm` crate's time in a
+/// one-off timing loop; the crate's vector-matrix kernels do not pack), and
+/// fewer columns leave lanes of every block idle. Returns `false`, having
+/// touched nothing, when it leaves the product to the caller.
 ///
 /// # Safety
-/// [`available`] must be true. `a`, `b` and `c` must address in-bounds
-/// elements for every index the sizes and strides give; `c` must not alias
-/// `a` or `b`, and distinct `(i, j)` must address distinct elements of `c`;
-/// with `accumulate`, `c` must be initialized.
-pub(crate) unsafe fn sgemm(
+/// As [`run`].
+pub(crate) unsafe fn try_sgemm(
+    c: DstRef,
+    a: MatRef<f32>,
+    b: MatRef<f32>,
+    mnk: (usize, usize, usize),
+    threads: usize,
+    accumulate: bool,
+) -> bool {
+    if !available() {
+        return false;
+    }
+    let (c, a, b, (m, n, k)) = with_unit_column_stride(c, a, b, mnk);
+    if m < 2 * MR || n < NR {
+        return false;
+    }
+    // SAFETY: the caller's guarantee, for the same elements.
+    unsafe { run(c, a, b, (m, n, k), threads, accumulate) };
+    true
+}
+
+/// The product as it is run: a column-major destination (convolution
+/// computes out^T into NCHW) becomes `c^T = b^T @ a^T`, whose unit column
+/// stride lets full blocks store from registers instead of through the tile.
+/// The same elements, addressed through transposed strides.
+fn with_unit_column_stride(
+    c: DstRef,
+    a: MatRef<f32>,
+    b: MatRef<f32>,
+    (m, n, k): (usize, usize, usize),
+) -> (DstRef, MatRef<f32>, MatRef<f32>, (usize, usize, usize)) {
+    if c.cs != 1 && c.rs == 1 {
+        let t = |x: MatRef<f32>| MatRef { ptr: x.ptr, rs: x.cs, cs: x.rs };
+        (DstRef { ptr: c.ptr, rs: c.cs, cs: 1 }, t(b), t(a), (n, m, k))
+    } else {
+        (c, a, b, (m, n, k))
+    }
+}
+
+/// `c (m x n) = a (m x k) @ b (k x n)`, or `c += a @ b` with `accumulate`.
+/// Without `accumulate`, `c` is only written (it may be uninitialized).
+/// Splits across `threads` workers when the product is large enough.
+///
+/// # Safety
+/// [`available`] must be true and `m`, `n`, `k` nonzero. `a`, `b` and `c`
+/// must address in-bounds elements for every index the sizes and strides
+/// give; `c` must not alias `a` or `b`, and distinct `(i, j)` must address
+/// distinct elements of `c`; with `accumulate`, `c` must be initialized.
+unsafe fn run(
     c: DstRef,
     a: MatRef<f32>,
     b: MatRef<f32>,
@@ -103,26 +140,8 @@ pub(crate) unsafe fn sgemm(
     threads: usize,
     accumulate: bool,
 ) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    if c.cs != 1 && c.rs == 1 {
-        // A column-major destination (convolution computes out^T into NCHW):
-        // c^T = b^T @ a^T has unit column stride, so its blocks store from
-        // registers instead of through the tile.
-        let ct = DstRef { ptr: c.ptr, rs: c.cs, cs: 1 };
-        let (at, bt) = (MatRef { ptr: b.ptr, rs: b.cs, cs: b.rs }, MatRef { ptr: a.ptr, rs: a.cs, cs: a.rs });
-        // SAFETY: the same elements, addressed through transposed strides.
-        return unsafe { sgemm(ct, at, bt, (n, m, k), threads, accumulate) };
-    }
+    debug_assert!(m > 0 && n > 0 && k > 0, "sgemm of an empty product");
     let p = Product { c, a, b, accumulate };
-    if k == 0 {
-        if !accumulate {
-            // SAFETY: the caller's bounds guarantee for c.
-            unsafe { fill_zero(c, m, n) };
-        }
-        return;
-    }
     let parts = if super::matmul::gemm_is_parallel(threads, m, n, k) { threads } else { 1 };
     if parts == 1 {
         // SAFETY: the caller's guarantee, for the whole product.
@@ -148,17 +167,6 @@ pub(crate) unsafe fn sgemm(
             with_buffers(|bufs| unsafe { block(p, rows, cols, k, bufs) });
         })
     });
-}
-
-/// # Safety
-/// `c` must address `m x n` in-bounds elements.
-unsafe fn fill_zero(c: DstRef, m: usize, n: usize) {
-    for i in 0..m {
-        for j in 0..n {
-            // SAFETY: in bounds by the caller's guarantee.
-            unsafe { *c.ptr.add(i * c.rs + j * c.cs) = 0.0 };
-        }
-    }
 }
 
 /// A reusable 64-byte-aligned f32 scratch buffer.
@@ -201,7 +209,7 @@ fn with_buffers<R>(f: impl FnOnce(&mut Buffers) -> R) -> R {
 /// Rows `rows` × columns `cols` of the product, through the packed loops.
 ///
 /// # Safety
-/// As [`sgemm`], for this block of `c`.
+/// As [`run`], for this block of `c`.
 unsafe fn block(p: Product, rows: (usize, usize), cols: (usize, usize), k: usize, bufs: &mut Buffers) {
     let (m0, m1) = rows;
     let (n0, n1) = cols;
@@ -260,8 +268,10 @@ mod tests {
         let mut c = if accumulate { init.clone() } else { vec![f32::NAN; init.len()] };
         let prod = (MatRef { ptr: a.as_ptr(), rs: ars, cs: acs }, MatRef { ptr: b.as_ptr(), rs: brs, cs: bcs });
         let dst = DstRef { ptr: c.as_mut_ptr(), rs: crs, cs: ccs };
+        // The kernels at any size (try_sgemm leaves small products to the gemm crate).
+        let (dst, lhs, rhs, mnk) = with_unit_column_stride(dst, prod.0, prod.1, (m, n, k));
         // SAFETY: available() was checked by the caller; the buffers hold every strided element.
-        unsafe { sgemm(dst, prod.0, prod.1, (m, n, k), threads, accumulate) };
+        unsafe { run(dst, lhs, rhs, mnk, threads, accumulate) };
         for i in 0..m {
             for j in 0..n {
                 let mut want = if accumulate { init[i * crs + j * ccs] as f64 } else { 0.0 };
@@ -307,6 +317,5 @@ mod tests {
             check(40, 1000, 30, forms, 2, true);
             check(1000, 40, 30, forms, 2, false);
         }
-        check(4, 4, 0, (0, 0, 0), 1, false);
     }
 }
