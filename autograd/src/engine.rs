@@ -2,7 +2,9 @@
 //! topological order, apply one VJP rule per node, accumulate into leaves.
 
 use crate::rules::vjp;
-use oar_tensor::{no_grad, set_grad_enabled, DType, Error, Node, NodeInputs, NodeRef, Result, Tensor, TensorId};
+use oar_tensor::{
+    no_grad, set_grad_enabled, DType, Error, ErrorKind, Node, NodeInputs, NodeRef, Result, Tensor, TensorId,
+};
 use smallvec::{smallvec, SmallVec};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -19,7 +21,7 @@ pub struct BackwardOptions {
 }
 
 fn err(msg: impl Into<String>) -> Error {
-    Error::Autograd { msg: msg.into() }
+    Error::from(ErrorKind::Autograd { msg: msg.into() })
 }
 
 type NodeKey = usize;

@@ -1,7 +1,7 @@
 //! Checking analytic gradients against central finite differences.
 
 use crate::{grad, BackwardOptions};
-use oar_tensor::{no_grad, DType, Error, Generator, Result, Tensor};
+use oar_tensor::{no_grad, DType, Error, ErrorKind, Generator, Result, Tensor};
 
 /// Tolerances of [`gradcheck`] (defaults suit f64 inputs).
 #[derive(Clone, Copy, Debug)]
@@ -73,12 +73,12 @@ pub fn gradcheck(f: impl Fn(&[Tensor]) -> Result<Tensor>, inputs: &[Tensor], opt
             // Written so that a NaN on either side fails.
             let within = (aj - numeric).abs() <= opts.atol + opts.rtol * numeric.abs();
             if !within {
-                return Err(Error::Autograd {
+                return Err(Error::from(ErrorKind::Autograd {
                     msg: format!(
                         "gradcheck: input {i} ({:?}) element {j}: analytic {aj} vs numeric {numeric}",
                         x.dims()
                     ),
-                });
+                }));
             }
         }
     }

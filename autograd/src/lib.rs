@@ -79,9 +79,9 @@ pub fn grad(
     let given: Option<Vec<Tensor>> = grad_outputs.map(|g| g.iter().map(|t| (*t).clone()).collect());
     if let Some(g) = &given {
         if g.len() != roots.len() {
-            return Err(oar_tensor::Error::Autograd {
+            return Err(oar_tensor::Error::from(oar_tensor::ErrorKind::Autograd {
                 msg: format!("grad: {} outputs but {} output gradients", roots.len(), g.len()),
-            });
+            }));
         }
     }
     let seeds = engine::seeds(&roots, given.as_deref())?;

@@ -74,8 +74,8 @@ impl Failure {
 
 impl From<oar_tensor::Error> for Failure {
     fn from(e: oar_tensor::Error) -> Failure {
-        use oar_tensor::Error as E;
-        let code = match e {
+        use oar_tensor::ErrorKind as E;
+        let code = match e.kind() {
             E::InvalidArgument { .. } | E::ShapeMismatch { .. } | E::DTypeMismatch { .. } => OAR_ERR_INVALID_ARGUMENT,
             _ => OAR_ERR_RUNTIME,
         };

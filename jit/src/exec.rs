@@ -5,7 +5,7 @@
 
 use crate::graph::{Def, Graph};
 use oar_tensor::op::{Op, TensorMeta};
-use oar_tensor::{Error, Result, Tensor};
+use oar_tensor::{Error, ErrorKind, Result, Tensor};
 use smallvec::SmallVec;
 use std::sync::Arc;
 
@@ -96,7 +96,7 @@ impl Plan {
         for (k, (&slot, t)) in self.inputs.iter().zip(inputs).enumerate() {
             let want = &self.graph.values[slot];
             if t.meta() != *want {
-                return Err(Error::ShapeMismatch {
+                return Err(Error::from(ErrorKind::ShapeMismatch {
                     op: "Plan::run",
                     shapes: vec![want.shape.clone(), t.shape().clone()],
                     msg: format!(
@@ -107,7 +107,7 @@ impl Plan {
                         t.dtype(),
                         t.dims()
                     ),
-                });
+                }));
             }
             slots[slot] = Some(t.detach());
         }

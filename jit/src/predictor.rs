@@ -6,7 +6,7 @@ use crate::exec::Plan;
 use crate::format;
 use crate::graph::Graph;
 use crate::passes::{optimize, OptLevel};
-use oar_tensor::{Device, Error, Result, Shape, Tensor, WithDType};
+use oar_tensor::{Device, Error, ErrorKind, Result, Shape, Tensor, WithDType};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -229,7 +229,7 @@ impl InputHandle<'_> {
         }
         let want = self.declared();
         if dims != want.shape.dims() {
-            return Err(Error::ShapeMismatch {
+            return Err(Error::from(ErrorKind::ShapeMismatch {
                 op: "Predictor::input.reshape",
                 shapes: vec![want.shape.clone(), Shape::new(dims)],
                 msg: format!(
@@ -237,7 +237,7 @@ impl InputHandle<'_> {
                     self.name(),
                     if self.predictor.dynamic_batch() { " (only the batch size may change)" } else { "" }
                 ),
-            });
+            }));
         }
         self.shape = dims.to_vec();
         Ok(self)
@@ -248,19 +248,19 @@ impl InputHandle<'_> {
     pub fn copy_from_cpu<T: WithDType>(&mut self, data: &[T]) -> Result<&mut Self> {
         let want = self.declared().clone();
         if T::DTYPE != want.dtype {
-            return Err(Error::DTypeMismatch {
+            return Err(Error::from(ErrorKind::DTypeMismatch {
                 op: "Predictor::input.copy_from_cpu",
                 expected: want.dtype,
                 got: T::DTYPE,
-            });
+            }));
         }
         let numel: usize = self.shape.iter().product();
         if data.len() != numel {
-            return Err(Error::ShapeMismatch {
+            return Err(Error::from(ErrorKind::ShapeMismatch {
                 op: "Predictor::input.copy_from_cpu",
                 shapes: vec![Shape::new(&self.shape)],
                 msg: format!("input `{}` needs {numel} elements, got {}", self.name(), data.len()),
-            });
+            }));
         }
         let t = Tensor::from_slice(data, self.shape.clone(), &Device::cpu())?.to_device(&self.predictor.device)?;
         self.predictor.inputs[self.index] = Some(t);
@@ -271,7 +271,7 @@ impl InputHandle<'_> {
     pub fn set(&mut self, tensor: &Tensor) -> Result<&mut Self> {
         let want = self.declared();
         if tensor.meta() != *want {
-            return Err(Error::ShapeMismatch {
+            return Err(Error::from(ErrorKind::ShapeMismatch {
                 op: "Predictor::input.set",
                 shapes: vec![want.shape.clone(), tensor.shape().clone()],
                 msg: format!(
@@ -281,7 +281,7 @@ impl InputHandle<'_> {
                     want.shape.dims(),
                     tensor.dtype()
                 ),
-            });
+            }));
         }
         self.predictor.inputs[self.index] = Some(tensor.to_device(&self.predictor.device)?);
         Ok(self)

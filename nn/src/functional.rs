@@ -2,17 +2,17 @@
 //! the layer modules call, usable directly with tensors you hold yourself.
 //! Losses are in [`crate::loss`].
 
-use oar_tensor::{DType, Error, Result, Tensor};
+use oar_tensor::{DType, Error, ErrorKind, Result, Tensor};
 
 /// `x @ weight^T + bias`, with `weight` `[out, in]` as `nn.Linear` stores it;
 /// `x` is `[*, in]`.
 pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     if weight.rank() != 2 || x.rank() == 0 || x.dims()[x.rank() - 1] != weight.dims()[1] {
-        return Err(Error::ShapeMismatch {
+        return Err(Error::from(ErrorKind::ShapeMismatch {
             op: "linear",
             shapes: vec![x.shape().clone(), weight.shape().clone()],
             msg: "expected input [*, in] and weight [out, in]".into(),
-        });
+        }));
     }
     let y = x.matmul(&weight.t()?)?;
     match bias {
@@ -75,22 +75,22 @@ pub fn batch_norm(
     eps: f64,
 ) -> Result<(Tensor, Option<(Tensor, Tensor)>)> {
     if x.rank() < 2 {
-        return Err(Error::ShapeMismatch {
+        return Err(Error::from(ErrorKind::ShapeMismatch {
             op: "batch_norm",
             shapes: vec![x.shape().clone()],
             msg: "expected an input of shape [N, C, *]".into(),
-        });
+        }));
     }
     let c = x.dims()[1];
     for (what, t) in [("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)]
     {
         if let Some(t) = t {
             if t.dims() != [c] {
-                return Err(Error::ShapeMismatch {
+                return Err(Error::from(ErrorKind::ShapeMismatch {
                     op: "batch_norm",
                     shapes: vec![x.shape().clone(), t.shape().clone()],
                     msg: format!("{what} must have one entry per channel ({c})"),
-                });
+                }));
             }
         }
     }
@@ -100,11 +100,11 @@ pub fn batch_norm(
     let (mean, var, updated) = if use_batch {
         let n: usize = dims.iter().map(|&d| x.dims()[d]).product();
         if training && n <= 1 {
-            return Err(Error::ShapeMismatch {
+            return Err(Error::from(ErrorKind::ShapeMismatch {
                 op: "batch_norm",
                 shapes: vec![x.shape().clone()],
                 msg: "expected more than 1 value per channel when training".into(),
-            });
+            }));
         }
         let mean = x.mean(dims.as_slice(), false)?;
         let var = x.var(dims.as_slice(), 0, false)?;
@@ -151,20 +151,20 @@ pub fn layer_norm(
     let k = normalized_shape.len();
     let fits = k >= 1 && x.rank() >= k && x.dims()[x.rank() - k..] == *normalized_shape;
     if !fits {
-        return Err(Error::ShapeMismatch {
+        return Err(Error::from(ErrorKind::ShapeMismatch {
             op: "layer_norm",
             shapes: vec![x.shape().clone(), normalized_shape.into()],
             msg: "the input's trailing dims must equal normalized_shape".into(),
-        });
+        }));
     }
     for (what, t) in [("weight", weight), ("bias", bias)] {
         if let Some(t) = t {
             if t.dims() != normalized_shape {
-                return Err(Error::ShapeMismatch {
+                return Err(Error::from(ErrorKind::ShapeMismatch {
                     op: "layer_norm",
                     shapes: vec![t.shape().clone(), normalized_shape.into()],
                     msg: format!("{what} must have shape normalized_shape"),
-                });
+                }));
             }
         }
     }
@@ -192,21 +192,21 @@ pub fn group_norm(
     eps: f64,
 ) -> Result<Tensor> {
     if x.rank() < 2 || num_groups == 0 || !x.dims()[1].is_multiple_of(num_groups) {
-        return Err(Error::ShapeMismatch {
+        return Err(Error::from(ErrorKind::ShapeMismatch {
             op: "group_norm",
             shapes: vec![x.shape().clone()],
             msg: format!("expected [N, C, *] with C divisible by num_groups ({num_groups})"),
-        });
+        }));
     }
     let (n, c) = (x.dims()[0], x.dims()[1]);
     for (what, t) in [("weight", weight), ("bias", bias)] {
         if let Some(t) = t {
             if t.dims() != [c] {
-                return Err(Error::ShapeMismatch {
+                return Err(Error::from(ErrorKind::ShapeMismatch {
                     op: "group_norm",
                     shapes: vec![x.shape().clone(), t.shape().clone()],
                     msg: format!("{what} must have one entry per channel ({c})"),
-                });
+                }));
             }
         }
     }

@@ -5,7 +5,7 @@
 //! initialization is reproducible run to run.
 
 use crate::param::Param;
-use oar_tensor::{DType, Device, Error, Generator, Result, Shape, Tensor};
+use oar_tensor::{DType, Device, Error, ErrorKind, Generator, Result, Shape, Tensor};
 
 /// Which fan a Kaiming initializer scales by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,11 +46,11 @@ pub fn calculate_gain(nonlinearity: Nonlinearity) -> f64 {
 pub fn fans(shape: &Shape) -> Result<(usize, usize)> {
     let d = shape.dims();
     if d.len() < 2 {
-        return Err(Error::ShapeMismatch {
+        return Err(Error::from(ErrorKind::ShapeMismatch {
             op: "init",
             shapes: vec![shape.clone()],
             msg: "fan in and fan out need a tensor with at least 2 dims".into(),
-        });
+        }));
     }
     let receptive: usize = d[2..].iter().product();
     Ok((d[1] * receptive, d[0] * receptive))

@@ -4,7 +4,7 @@
 //! through it) in a numerically stable form: cross-entropy goes through
 //! `log_softmax`, binary cross-entropy through the log-sum-exp identity.
 
-use oar_tensor::{DType, Error, Result, Tensor};
+use oar_tensor::{DType, Error, ErrorKind, Result, Tensor};
 
 /// How per-element losses are combined.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -41,11 +41,11 @@ pub struct CrossEntropyOptions {
 
 fn check_target(op: &'static str, input: &Tensor, target: &Tensor) -> Result<()> {
     if !matches!(target.dtype(), DType::I64 | DType::I32) {
-        return Err(Error::UnsupportedDType {
+        return Err(Error::from(ErrorKind::UnsupportedDType {
             op,
             dtype: target.dtype(),
             msg: "class-index targets must be i64 or i32 (probability targets must match the input's shape and dtype)",
-        });
+        }));
     }
     // Input [N, C, d...] (or [C]); target [N, d...] (or []).
     let mut expected = input.dims().to_vec();
@@ -58,23 +58,23 @@ fn check_target(op: &'static str, input: &Tensor, target: &Tensor) -> Result<()>
         false
     };
     if !ok {
-        return Err(Error::ShapeMismatch {
+        return Err(Error::from(ErrorKind::ShapeMismatch {
             op,
             shapes: vec![input.shape().clone(), target.shape().clone()],
             msg: "expected input [N, C, d...] with target [N, d...] of class indices".into(),
-        });
+        }));
     }
     Ok(())
 }
 
 /// Renames a gather's index error as the loss's own: which target, how many classes.
 fn target_error(op: &'static str, classes: usize) -> impl Fn(Error) -> Error {
-    move |e| match e {
-        Error::IndexOutOfRange { index, .. } => Error::invalid_arg(
+    move |e| match *e.kind() {
+        ErrorKind::IndexOutOfRange { index, .. } => Error::invalid_arg(
             op,
             format!("target {index} is out of range for {classes} classes (valid: 0..{classes})"),
         ),
-        other => other,
+        _ => e,
     }
 }
 
@@ -110,11 +110,11 @@ pub fn cross_entropy(logits: &Tensor, target: &Tensor, options: &CrossEntropyOpt
         ));
     }
     if logits.rank() == 0 {
-        return Err(Error::ShapeMismatch {
+        return Err(Error::from(ErrorKind::ShapeMismatch {
             op: "cross_entropy",
             shapes: vec![logits.shape().clone(), target.shape().clone()],
             msg: "expected logits [N, C, d...] or [C]".into(),
-        });
+        }));
     }
     let class_dim = if logits.rank() == 1 { 0 } else { 1 };
     let log_probs = logits.log_softmax(class_dim)?;
@@ -138,11 +138,11 @@ fn class_loss(
     let classes = log_probs.dims()[class_dim];
     if let Some(w) = &options.weight {
         if w.dims() != [classes] || w.dtype() != log_probs.dtype() {
-            return Err(Error::ShapeMismatch {
+            return Err(Error::from(ErrorKind::ShapeMismatch {
                 op,
                 shapes: vec![log_probs.shape().clone(), w.shape().clone()],
                 msg: format!("weight must be [{classes}] of dtype {}", log_probs.dtype()),
-            });
+            }));
         }
     }
     let target = target.to_dtype(DType::I64)?;
@@ -210,11 +210,11 @@ fn soft_target_loss(
     class_dim: usize,
 ) -> Result<Tensor> {
     if target.shape() != log_probs.shape() || target.dtype() != log_probs.dtype() {
-        return Err(Error::ShapeMismatch {
+        return Err(Error::from(ErrorKind::ShapeMismatch {
             op: "cross_entropy",
             shapes: vec![log_probs.shape().clone(), target.shape().clone()],
             msg: "probability targets must have the logits' shape and dtype".into(),
-        });
+        }));
     }
     if options.ignore_index.is_some() {
         return Err(Error::invalid_arg("cross_entropy", "ignore_index applies to class-index targets only"));
@@ -235,14 +235,14 @@ fn soft_target_loss(
 
 fn check_same_shape(op: &'static str, input: &Tensor, target: &Tensor) -> Result<()> {
     if input.shape() != target.shape() {
-        return Err(Error::ShapeMismatch {
+        return Err(Error::from(ErrorKind::ShapeMismatch {
             op,
             shapes: vec![input.shape().clone(), target.shape().clone()],
             msg: "input and target must have the same shape".into(),
-        });
+        }));
     }
     if input.dtype() != target.dtype() {
-        return Err(Error::DTypeMismatch { op, expected: input.dtype(), got: target.dtype() });
+        return Err(Error::from(ErrorKind::DTypeMismatch { op, expected: input.dtype(), got: target.dtype() }));
     }
     Ok(())
 }

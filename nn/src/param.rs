@@ -5,7 +5,7 @@
 //! a checkpoint load or a device move replaces. Cloning a handle shares it
 //! (the optimizer and the model see the same parameter).
 
-use oar_tensor::{DType, Device, Error, Result, Tensor};
+use oar_tensor::{DType, Device, Error, ErrorKind, Result, Tensor};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -162,17 +162,21 @@ impl fmt::Debug for Buffer {
 
 fn check_same(op: &'static str, old: &Tensor, new: &Tensor) -> Result<()> {
     if old.shape() != new.shape() {
-        return Err(Error::ShapeMismatch {
+        return Err(Error::from(ErrorKind::ShapeMismatch {
             op,
             shapes: vec![old.shape().clone(), new.shape().clone()],
             msg: "a new value must keep the shape".into(),
-        });
+        }));
     }
     if old.dtype() != new.dtype() {
-        return Err(Error::DTypeMismatch { op, expected: old.dtype(), got: new.dtype() });
+        return Err(Error::from(ErrorKind::DTypeMismatch { op, expected: old.dtype(), got: new.dtype() }));
     }
     if old.device() != new.device() {
-        return Err(Error::DeviceMismatch { op, lhs: old.device().to_string(), rhs: new.device().to_string() });
+        return Err(Error::from(ErrorKind::DeviceMismatch {
+            op,
+            lhs: old.device().to_string(),
+            rhs: new.device().to_string(),
+        }));
     }
     Ok(())
 }

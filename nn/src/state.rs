@@ -2,7 +2,7 @@
 //! into a module with every mismatch reported.
 
 use crate::module::{Entry, Module, Visitor};
-use oar_tensor::{Error, Result, Tensor};
+use oar_tensor::{Error, ErrorKind, Result, Tensor};
 use std::collections::HashMap;
 
 /// Tensors by dotted name, in insertion order (a module's declaration order).
@@ -143,7 +143,9 @@ pub(crate) fn load_into<M: Module + ?Sized>(module: &M, state: &StateDict, stric
         problems.extend(report.unexpected.iter().map(|k| format!("{k}: not in the model (unexpected key)")));
     }
     if !problems.is_empty() {
-        return Err(Error::StateDict { msg: format!("{} problem(s): {}", problems.len(), problems.join("; ")) });
+        return Err(Error::from(ErrorKind::StateDict {
+            msg: format!("{} problem(s): {}", problems.len(), problems.join("; ")),
+        }));
     }
     for (target, value) in plan {
         match target {

@@ -2,7 +2,7 @@
 
 use crate::cpu::CpuStorage;
 use crate::random::{with_global, Generator};
-use crate::{DType, Device, Error, Layout, Result, Shape, Tensor, WithDType};
+use crate::{DType, Device, Error, ErrorKind, Layout, Result, Shape, Tensor, WithDType};
 
 impl Tensor {
     /// Uploads row-major host data to `device`.
@@ -153,7 +153,11 @@ impl Tensor {
     fn random(v: Vec<f64>, shape: Shape, dtype: DType, device: &Device, op: &'static str) -> Result<Tensor> {
         crate::infer::check_size(op, &shape, dtype)?;
         if !dtype.is_float() {
-            return Err(Error::UnsupportedDType { op, dtype, msg: "random values need a floating-point dtype" });
+            return Err(Error::from(ErrorKind::UnsupportedDType {
+                op,
+                dtype,
+                msg: "random values need a floating-point dtype",
+            }));
         }
         Self::from_storage(CpuStorage::from_f64s(dtype, &v), shape, device)
     }

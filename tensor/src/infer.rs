@@ -1,7 +1,7 @@
 //! Shape and dtype inference for every [`Op`]: the one place inputs are validated.
 
 use crate::op::{BinaryOp, MetaRef, Metas, Op, ReduceOp, TensorMeta};
-use crate::{DType, Error, Result, Shape};
+use crate::{DType, Error, ErrorKind, Result, Shape};
 use smallvec::smallvec;
 
 fn arity(op: &Op, inputs: &[MetaRef<'_>], n: std::ops::RangeInclusive<usize>) -> Result<()> {
@@ -13,28 +13,36 @@ fn arity(op: &Op, inputs: &[MetaRef<'_>], n: std::ops::RangeInclusive<usize>) ->
 
 fn same_dtype(name: &'static str, a: &MetaRef<'_>, b: &MetaRef<'_>) -> Result<()> {
     if a.dtype != b.dtype {
-        return Err(Error::DTypeMismatch { op: name, expected: a.dtype, got: b.dtype });
+        return Err(Error::from(ErrorKind::DTypeMismatch { op: name, expected: a.dtype, got: b.dtype }));
     }
     Ok(())
 }
 
 fn float_only(name: &'static str, m: &MetaRef<'_>) -> Result<()> {
     if !m.dtype.is_float() {
-        return Err(Error::UnsupportedDType { op: name, dtype: m.dtype, msg: "expected a floating-point tensor" });
+        return Err(Error::from(ErrorKind::UnsupportedDType {
+            op: name,
+            dtype: m.dtype,
+            msg: "expected a floating-point tensor",
+        }));
     }
     Ok(())
 }
 
 fn not_bool(name: &'static str, m: &MetaRef<'_>) -> Result<()> {
     if m.dtype == DType::Bool {
-        return Err(Error::UnsupportedDType { op: name, dtype: m.dtype, msg: "not defined for bool tensors" });
+        return Err(Error::from(ErrorKind::UnsupportedDType {
+            op: name,
+            dtype: m.dtype,
+            msg: "not defined for bool tensors",
+        }));
     }
     Ok(())
 }
 
 fn index_dtype(name: &'static str, m: &MetaRef<'_>) -> Result<()> {
     if !matches!(m.dtype, DType::I64 | DType::I32) {
-        return Err(Error::DTypeMismatch { op: name, expected: DType::I64, got: m.dtype });
+        return Err(Error::from(ErrorKind::DTypeMismatch { op: name, expected: DType::I64, got: m.dtype }));
     }
     Ok(())
 }
@@ -56,7 +64,12 @@ fn reduced_shape(shape: &Shape, dims: &[usize], keepdim: bool) -> Shape {
 fn check_dims(name: &'static str, shape: &Shape, dims: &[usize]) -> Result<()> {
     for &d in dims {
         if d >= shape.rank() {
-            return Err(Error::DimOutOfRange { op: name, dim: d as i64, rank: shape.rank(), shape: shape.clone() });
+            return Err(Error::from(ErrorKind::DimOutOfRange {
+                op: name,
+                dim: d as i64,
+                rank: shape.rank(),
+                shape: shape.clone(),
+            }));
         }
     }
     Ok(())
@@ -118,7 +131,7 @@ fn infer_unchecked(op: &Op, inputs: &[MetaRef<'_>]) -> Result<Metas> {
             arity(op, inputs, 1..=1)?;
             let m = &inputs[0];
             if !(m.dtype.is_float() || (u.supports_int() && m.dtype.is_int())) {
-                return Err(Error::UnsupportedDType {
+                return Err(Error::from(ErrorKind::UnsupportedDType {
                     op: name,
                     dtype: m.dtype,
                     msg: if u.supports_int() {
@@ -126,7 +139,7 @@ fn infer_unchecked(op: &Op, inputs: &[MetaRef<'_>]) -> Result<Metas> {
                     } else {
                         "expected a floating-point tensor"
                     },
-                });
+                }));
             }
             one(m.shape.to_owned(), m.dtype)
         }
@@ -200,7 +213,7 @@ fn infer_unchecked(op: &Op, inputs: &[MetaRef<'_>]) -> Result<Metas> {
             arity(op, inputs, 3..=3)?;
             let (c, a, b) = (&inputs[0], &inputs[1], &inputs[2]);
             if c.dtype != DType::Bool {
-                return Err(Error::DTypeMismatch { op: name, expected: DType::Bool, got: c.dtype });
+                return Err(Error::from(ErrorKind::DTypeMismatch { op: name, expected: DType::Bool, got: c.dtype }));
             }
             same_dtype(name, a, b)?;
             let s = c.shape.broadcast_with(a.shape, name)?.broadcast_with(b.shape, name)?;
@@ -470,7 +483,11 @@ fn infer_unchecked(op: &Op, inputs: &[MetaRef<'_>]) -> Result<Metas> {
         Op::OneHot { num_classes } => {
             arity(op, inputs, 1..=1)?;
             if inputs[0].dtype != DType::I64 {
-                return Err(Error::DTypeMismatch { op: name, expected: DType::I64, got: inputs[0].dtype });
+                return Err(Error::from(ErrorKind::DTypeMismatch {
+                    op: name,
+                    expected: DType::I64,
+                    got: inputs[0].dtype,
+                }));
             }
             if *num_classes == 0 {
                 return Err(Error::invalid(name, "num_classes must be positive"));

@@ -39,7 +39,7 @@ mod tensor;
 pub use cpu::{num_threads, set_num_threads, CpuStorage};
 pub use device::{Backend, BackendStorage, Device, DeviceLocation, OpInput, Storage, Storages};
 pub use dtype::{DType, Float, FloatDType, WithDType};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use layout::Layout;
 pub use op::{
     AvgPool2dParams, BinaryOp, CmpOp, Conv2dParams, ConvTranspose2dParams, MaxPool2dParams, MetaRef, Metas, Op,

@@ -1,6 +1,6 @@
 //! Shapes, dim arguments (with negative indexing) and broadcasting.
 
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result};
 use smallvec::SmallVec;
 use std::fmt;
 
@@ -209,7 +209,7 @@ pub(crate) fn resolve_dim(d: i64, rank: usize, shape: &Shape, op: &'static str) 
     let r = rank as i64;
     let idx = if d < 0 { d + r } else { d };
     if idx < 0 || idx >= r {
-        return Err(Error::DimOutOfRange { op, dim: d, rank, shape: shape.clone() });
+        return Err(Error::from(ErrorKind::DimOutOfRange { op, dim: d, rank, shape: shape.clone() }));
     }
     Ok(idx as usize)
 }

@@ -4,7 +4,7 @@
 use crate::device::{Device, OpInput, Storage};
 use crate::op::{MetaRef, Metas, Op, TensorMeta};
 use crate::record::{is_tracing, mode};
-use crate::{DType, Error, Layout, Result, Shape, WithDType};
+use crate::{DType, Error, ErrorKind, Layout, Result, Shape, WithDType};
 use smallvec::SmallVec;
 use std::cell::Cell;
 use std::fmt;
@@ -233,7 +233,9 @@ impl Tensor {
     /// Asks backward passes to store this non-leaf tensor's gradient too.
     pub fn retain_grad(&self) -> Result<()> {
         if !self.0.requires_grad {
-            return Err(Error::Autograd { msg: "retain_grad on a tensor that does not require grad".into() });
+            return Err(Error::from(ErrorKind::Autograd {
+                msg: "retain_grad on a tensor that does not require grad".into(),
+            }));
         }
         self.0.retains_grad.store(true, Ordering::Relaxed);
         Ok(())
@@ -253,11 +255,11 @@ impl Tensor {
     /// not). It has no provenance: gradients stop here.
     pub fn with_requires_grad(&self, requires_grad: bool) -> Result<Tensor> {
         if requires_grad && !self.dtype().is_float() {
-            return Err(Error::UnsupportedDType {
+            return Err(Error::from(ErrorKind::UnsupportedDType {
                 op: "requires_grad",
                 dtype: self.dtype(),
                 msg: "only floating-point tensors can require gradients",
-            });
+            }));
         }
         Ok(self.detached(requires_grad))
     }
@@ -289,7 +291,7 @@ impl Tensor {
     /// Copies the data to the host as a row-major vector. `T` must match the dtype.
     pub fn to_vec<T: WithDType>(&self) -> Result<Vec<T>> {
         if T::DTYPE != self.dtype() {
-            return Err(Error::DTypeMismatch { op: "to_vec", expected: self.dtype(), got: T::DTYPE });
+            return Err(Error::from(ErrorKind::DTypeMismatch { op: "to_vec", expected: self.dtype(), got: T::DTYPE }));
         }
         let host = self.to_host("to_vec")?;
         Ok(host.into_vec::<T>().expect("dtype checked above"))
@@ -315,7 +317,7 @@ impl Tensor {
     /// reads cannot be captured in a graph.
     pub(crate) fn to_host(&self, op: &'static str) -> Result<crate::cpu::CpuStorage> {
         if is_tracing() {
-            return Err(Error::HostReadDuringTrace { op });
+            return Err(Error::from(ErrorKind::HostReadDuringTrace { op }));
         }
         self.0.device.backend().copy_to_host(&*self.0.storage, &self.0.layout)
     }
@@ -362,7 +364,7 @@ impl Tensor {
         for t in &inputs[1..] {
             if t.device() != device {
                 let (lhs, rhs) = (device.to_string(), t.device().to_string());
-                return Err(Error::DeviceMismatch { op: op.name(), lhs, rhs });
+                return Err(Error::from(ErrorKind::DeviceMismatch { op: op.name(), lhs, rhs }));
             }
         }
         // Plain pushes: `collect` into a SmallVec costs more than these few elements.

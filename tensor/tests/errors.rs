@@ -8,7 +8,8 @@
 
 use oar_tensor::{
     AvgPool2dParams, Backend, BackendStorage, Conv2dParams, ConvTranspose2dParams, CpuStorage, DType, Device,
-    DeviceLocation, Error, Layout, MaxPool2dParams, Op, OpInput, Result, Storage, Storages, Tensor, TensorMeta,
+    DeviceLocation, Error, ErrorKind, Layout, MaxPool2dParams, Op, OpInput, Result, Storage, Storages, Tensor,
+    TensorMeta,
 };
 use std::any::Any;
 use std::fmt::Debug;
@@ -751,7 +752,7 @@ impl Backend for FakeBackend {
         DeviceLocation::Cuda(0)
     }
     fn execute(&self, op: &Op, _inputs: &[OpInput<'_>], _outputs: &[TensorMeta]) -> Result<Storages> {
-        Err(Error::NotImplemented { op: op.name(), device: "cuda:0".into() })
+        Err(Error::from(ErrorKind::NotImplemented { op: op.name(), device: "cuda:0".into() }))
     }
     fn copy_from_host(&self, data: CpuStorage) -> Result<Storage> {
         Ok(Storage::new(FakeStorage(data)))
@@ -760,11 +761,14 @@ impl Backend for FakeBackend {
         let s = storage
             .as_any()
             .downcast_ref::<FakeStorage>()
-            .ok_or_else(|| Error::Device { device: "cuda:0".into(), msg: "foreign buffer".into() })?;
+            .ok_or_else(|| Error::from(ErrorKind::Device { device: "cuda:0".into(), msg: "foreign buffer".into() }))?;
         if layout.offset() == 0 && layout.is_contiguous() && layout.numel() == s.0.len() {
             Ok(s.0.clone())
         } else {
-            Err(Error::Device { device: "cuda:0".into(), msg: "strided reads are not supported".into() })
+            Err(Error::from(ErrorKind::Device {
+                device: "cuda:0".into(),
+                msg: "strided reads are not supported".into(),
+            }))
         }
     }
 }

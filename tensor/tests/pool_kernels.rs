@@ -6,7 +6,7 @@
 //! two checks one against the other bit for bit. Inputs have many ties (a
 //! few distinct levels), signed zeros, infinities and NaNs.
 
-use oar_tensor::{AvgPool2dParams, DType, Device, Error, MaxPool2dParams, Result, Tensor};
+use oar_tensor::{AvgPool2dParams, DType, Device, ErrorKind, MaxPool2dParams, Result, Tensor};
 
 fn cpu() -> Device {
     Device::cpu()
@@ -430,8 +430,8 @@ fn scatter_add_max_pool_backward_shape() -> Result<()> {
 }
 
 fn expect_index_error(r: Result<Tensor>, index: i64, dim: usize, size: usize) {
-    match r {
-        Err(Error::IndexOutOfRange { op: "scatter_add", index: i, dim: d, size: s }) => {
+    match r.map_err(|e| e.into_kind()) {
+        Err(ErrorKind::IndexOutOfRange { op: "scatter_add", index: i, dim: d, size: s }) => {
             assert_eq!((i, d, s), (index, dim, size))
         }
         other => panic!("expected index {index} out of range for dim {dim} of size {size}, got {other:?}"),

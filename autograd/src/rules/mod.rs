@@ -8,7 +8,7 @@ mod nn;
 mod reduce;
 mod view;
 
-use oar_tensor::{DType, Error, Op, Result, Shape, Tensor};
+use oar_tensor::{DType, Error, ErrorKind, Op, Result, Shape, Tensor};
 
 /// Gradients for one node: one entry per input, `None` where an input gets no
 /// gradient (integer indices, masks, non-differentiable ops).
@@ -34,8 +34,10 @@ impl Ctx<'_> {
 
     /// Output `i` of the node (kept alive by its consumers during the pass).
     pub fn out(&self, i: usize) -> Result<&Tensor> {
-        self.maybe_out(i).ok_or_else(|| Error::Autograd {
-            msg: format!("internal error: output {i} of the node is not available to its VJP"),
+        self.maybe_out(i).ok_or_else(|| {
+            Error::from(ErrorKind::Autograd {
+                msg: format!("internal error: output {i} of the node is not available to its VJP"),
+            })
         })
     }
 
@@ -52,12 +54,14 @@ pub(crate) fn vjp(op: &Op, inputs: &[Tensor], outputs: &[Option<Tensor>], grads:
     let Some(g) = grads[0].as_ref() else { return Ok(vec![None; inputs.len()]) };
     match op {
         Op::Unary(u) => elementwise::unary(*u, &c, g),
-        Op::UnaryBackward(_) | Op::Conv2dWeightGrad { .. } | Op::Fused { .. } => Err(Error::Autograd {
-            msg: format!(
+        Op::UnaryBackward(_) | Op::Conv2dWeightGrad { .. } | Op::Fused { .. } => {
+            Err(Error::from(ErrorKind::Autograd {
+                msg: format!(
                 "`{}` has no derivative; a backward pass recorded with create_graph uses differentiable ops instead",
                 op.name()
             ),
-        }),
+            }))
+        }
         Op::Clamp { min, max } => elementwise::clamp(&c, g, *min, *max),
         Op::Binary(b) => elementwise::binary(*b, &c, g),
         Op::BinaryScalar { op, scalar } => elementwise::binary_scalar(*op, *scalar, &c, g),

@@ -12,7 +12,7 @@ pub use loader::{DataLoader, DataLoaderConfig, Epoch};
 pub use mnist::{Mnist, MNIST_MEAN, MNIST_STD};
 pub use transforms::{to_unit_float, Normalize};
 
-use oar_tensor::{Error, Result, Tensor};
+use oar_tensor::{Error, ErrorKind, Result, Tensor};
 
 /// A batch of examples: inputs stacked along a new dim 0, and targets.
 #[derive(Clone, Debug)]
@@ -59,11 +59,11 @@ pub struct TensorDataset {
 impl TensorDataset {
     pub fn new(inputs: Tensor, targets: Tensor) -> Result<Self> {
         if inputs.rank() == 0 || targets.rank() == 0 || inputs.dims()[0] != targets.dims()[0] {
-            return Err(Error::ShapeMismatch {
+            return Err(Error::from(ErrorKind::ShapeMismatch {
                 op: "TensorDataset",
                 shapes: vec![inputs.shape().clone(), targets.shape().clone()],
                 msg: "inputs and targets need the same number of rows (dim 0)".into(),
-            });
+            }));
         }
         Ok(TensorDataset { inputs, targets })
     }
@@ -95,12 +95,12 @@ impl Dataset for TensorDataset {
 
     fn get(&self, index: usize) -> Result<(Tensor, Tensor)> {
         if index >= self.len() {
-            return Err(Error::IndexOutOfRange {
+            return Err(Error::from(ErrorKind::IndexOutOfRange {
                 op: "TensorDataset::get",
                 index: index as i64,
                 dim: 0,
                 size: self.len(),
-            });
+            }));
         }
         Ok((self.inputs.narrow(0, index, 1)?.squeeze(0)?, self.targets.narrow(0, index, 1)?.squeeze(0)?))
     }

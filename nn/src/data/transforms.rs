@@ -1,11 +1,15 @@
 //! Input transforms (torchvision's `ToTensor` scaling and `Normalize`).
 
-use oar_tensor::{DType, Error, Result, Tensor};
+use oar_tensor::{DType, Error, ErrorKind, Result, Tensor};
 
 /// u8 pixels to f32 in [0, 1] (`x / 255`).
 pub fn to_unit_float(x: &Tensor) -> Result<Tensor> {
     if x.dtype() != DType::U8 {
-        return Err(Error::UnsupportedDType { op: "to_unit_float", dtype: x.dtype(), msg: "expected u8 pixels" });
+        return Err(Error::from(ErrorKind::UnsupportedDType {
+            op: "to_unit_float",
+            dtype: x.dtype(),
+            msg: "expected u8 pixels",
+        }));
     }
     x.to_dtype(DType::F32)?.div_scalar(255.0)
 }
@@ -36,11 +40,11 @@ impl Normalize {
         let c = self.mean.len();
         let dim = if x.rank() >= 4 { 1 } else { 0 };
         if x.rank() < 2 || x.dims()[dim] != c {
-            return Err(Error::ShapeMismatch {
+            return Err(Error::from(ErrorKind::ShapeMismatch {
                 op: "Normalize",
                 shapes: vec![x.shape().clone()],
                 msg: format!("expected {c} channels in dim {dim}"),
-            });
+            }));
         }
         let mut shape = vec![1; x.rank()];
         shape[dim] = c;

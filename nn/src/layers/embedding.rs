@@ -1,6 +1,6 @@
 use crate::module::{Forward, Module, Visitor};
 use crate::param::Param;
-use oar_tensor::{DType, Device, Error, Result, Tensor};
+use oar_tensor::{DType, Device, Error, ErrorKind, Result, Tensor};
 
 /// A lookup table (`nn.Embedding(num_embeddings, embedding_dim)`): weight
 /// `[num, dim]` drawn from N(0, 1). Input: integer indices of any shape;
@@ -41,11 +41,11 @@ impl Embedding {
     /// A table with the given `[num, dim]` weight.
     pub fn from_weight(weight: Tensor) -> Result<Embedding> {
         if weight.rank() != 2 {
-            return Err(Error::ShapeMismatch {
+            return Err(Error::from(ErrorKind::ShapeMismatch {
                 op: "Embedding",
                 shapes: vec![weight.shape().clone()],
                 msg: "weight must be [num_embeddings, embedding_dim]".into(),
-            });
+            }));
         }
         Ok(Embedding { weight: Param::new(weight)?, padding_idx: None })
     }
@@ -60,21 +60,21 @@ impl Module for Embedding {
 impl Forward for Embedding {
     fn forward(&self, idx: &Tensor) -> Result<Tensor> {
         if !matches!(idx.dtype(), DType::I64 | DType::I32) {
-            return Err(Error::UnsupportedDType {
+            return Err(Error::from(ErrorKind::UnsupportedDType {
                 op: "Embedding",
                 dtype: idx.dtype(),
                 msg: "indices must be i64 or i32",
-            });
+            }));
         }
         let w = self.weight.get();
         let num = w.dims()[0];
         let flat = idx.reshape([idx.numel()])?;
-        let rows = w.index_select(0, &flat).map_err(|e| match e {
-            Error::IndexOutOfRange { index, .. } => Error::invalid_arg(
+        let rows = w.index_select(0, &flat).map_err(|e| match *e.kind() {
+            ErrorKind::IndexOutOfRange { index, .. } => Error::invalid_arg(
                 "Embedding",
                 format!("index {index} out of range for {num} embeddings (valid: 0..{num})"),
             ),
-            other => other,
+            _ => e,
         })?;
         let rows = match self.padding_idx {
             // Rows looked up at the padding index keep the table's value (as

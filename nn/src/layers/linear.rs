@@ -2,7 +2,7 @@ use crate::functional;
 use crate::init::Init;
 use crate::module::{Forward, Module, Visitor};
 use crate::param::Param;
-use oar_tensor::{DType, Device, Error, Result, Tensor};
+use oar_tensor::{DType, Device, Error, ErrorKind, Result, Tensor};
 
 /// `y = x W^T + b` (`nn.Linear`): weight `[out, in]`, bias `[out]`, both
 /// initialized U(-1/sqrt(in), 1/sqrt(in)) as PyTorch does.
@@ -46,11 +46,11 @@ impl Linear {
         if weight.rank() != 2 || bias.as_ref().is_some_and(|b| b.dims() != [weight.dims()[0]]) {
             let mut shapes = vec![weight.shape().clone()];
             shapes.extend(bias.iter().map(|b| b.shape().clone()));
-            return Err(Error::ShapeMismatch {
+            return Err(Error::from(ErrorKind::ShapeMismatch {
                 op: "Linear",
                 shapes,
                 msg: "expected weight [out, in] and bias [out]".into(),
-            });
+            }));
         }
         Ok(Linear { weight: Param::new(weight)?, bias: bias.map(Param::new).transpose()? })
     }

@@ -3,7 +3,7 @@
 use crate::functional;
 use crate::module::{Forward, Module, Visitor};
 use crate::param::{Buffer, Param};
-use oar_tensor::{DType, Device, Error, Result, Tensor};
+use oar_tensor::{DType, Device, Error, ErrorKind, Result, Tensor};
 
 /// Batch normalization over the channels (dim 1) of its input; what
 /// [`BatchNorm1d`] and [`BatchNorm2d`] share.
@@ -155,11 +155,11 @@ macro_rules! batch_norm_layer {
         impl Forward for $name {
             fn forward(&self, x: &Tensor) -> Result<Tensor> {
                 if !$ranks.contains(&x.rank()) {
-                    return Err(Error::ShapeMismatch {
+                    return Err(Error::from(ErrorKind::ShapeMismatch {
                         op: $op,
                         shapes: vec![x.shape().clone()],
                         msg: format!("expected an input of rank {:?}", $ranks),
-                    });
+                    }));
                 }
                 self.0.forward(x)
             }

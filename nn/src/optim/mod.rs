@@ -19,7 +19,7 @@ pub use sgd::{Sgd, SgdConfig};
 
 use crate::param::Param;
 use crate::state::StateDict;
-use oar_tensor::{Error, Result, Tensor};
+use oar_tensor::{Error, ErrorKind, Result, Tensor};
 use std::collections::BTreeMap;
 
 /// Parameters with their own learning rate and/or weight decay (PyTorch's
@@ -146,11 +146,11 @@ impl Core {
                     return Err(Error::invalid_arg(op, "a parameter appears in more than one group (or twice in one)"));
                 }
                 if !p.dtype().is_float() {
-                    return Err(Error::UnsupportedDType {
+                    return Err(Error::from(ErrorKind::UnsupportedDType {
                         op,
                         dtype: p.dtype(),
                         msg: "parameters must be floating point",
-                    });
+                    }));
                 }
                 seen.push(p.clone());
             }
@@ -220,7 +220,7 @@ impl Core {
         state: &OptimizerState,
         buffers: &[&'static str],
     ) -> Result<()> {
-        let bad = |msg: String| Err(Error::StateDict { msg: format!("{op}: {msg}") });
+        let bad = |msg: String| Err(Error::from(ErrorKind::StateDict { msg: format!("{op}: {msg}") }));
         if state.param_groups.len() != self.groups.len() {
             return bad(format!(
                 "{} parameter groups saved, {} in this optimizer",
@@ -250,8 +250,8 @@ impl Core {
             };
             if name == "step" {
                 let step = t.to_dtype(oar_tensor::DType::I64)?.to_scalar::<i64>()?;
-                next[i].step =
-                    u64::try_from(step).map_err(|_| Error::StateDict { msg: format!("{op}: {key} is negative") })?;
+                next[i].step = u64::try_from(step)
+                    .map_err(|_| Error::from(ErrorKind::StateDict { msg: format!("{op}: {key} is negative") }))?;
                 continue;
             }
             let Some(&name) = buffers.iter().find(|&&b| b == name) else {

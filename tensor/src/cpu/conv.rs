@@ -8,7 +8,7 @@ use super::strided::contiguous;
 use super::threads::{install, install_if, num_threads};
 use super::CpuStorage;
 use crate::op::{Conv2dParams, ConvTranspose2dParams};
-use crate::{Error, Layout, Result, Shape, WithDType};
+use crate::{Error, ErrorKind, Layout, Result, Shape, WithDType};
 use half::{bf16, f16};
 use rayon::prelude::*;
 
@@ -367,11 +367,13 @@ fn run(
     macro_rules! native {
         ($var:ident, $k:expr) => {{
             let (CpuStorage::$var(xv), CpuStorage::$var(wv)) = (x, w) else {
-                return Err(Error::DTypeMismatch { op, expected: x.dtype(), got: w.dtype() });
+                return Err(Error::from(ErrorKind::DTypeMismatch { op, expected: x.dtype(), got: w.dtype() }));
             };
             let b = match bias {
                 Some((CpuStorage::$var(bv), lb)) => Some(contiguous(bv, lb)),
-                Some((other, _)) => return Err(Error::DTypeMismatch { op, expected: x.dtype(), got: other.dtype() }),
+                Some((other, _)) => {
+                    return Err(Error::from(ErrorKind::DTypeMismatch { op, expected: x.dtype(), got: other.dtype() }))
+                }
                 None => None,
             };
             CpuStorage::$var($k(&contiguous(xv, lx), &contiguous(wv, lw), b.as_deref(), g, n))
@@ -380,11 +382,13 @@ fn run(
     macro_rules! via_f32 {
         ($var:ident, $t:ty) => {{
             let (CpuStorage::$var(xv), CpuStorage::$var(wv)) = (x, w) else {
-                return Err(Error::DTypeMismatch { op, expected: x.dtype(), got: w.dtype() });
+                return Err(Error::from(ErrorKind::DTypeMismatch { op, expected: x.dtype(), got: w.dtype() }));
             };
             let b = match bias {
                 Some((CpuStorage::$var(bv), lb)) => Some(f32s(bv, lb, |v: $t| v.to_f32())),
-                Some((other, _)) => return Err(Error::DTypeMismatch { op, expected: x.dtype(), got: other.dtype() }),
+                Some((other, _)) => {
+                    return Err(Error::from(ErrorKind::DTypeMismatch { op, expected: x.dtype(), got: other.dtype() }))
+                }
                 None => None,
             };
             let y = f32k(&f32s(xv, lx, |v: $t| v.to_f32()), &f32s(wv, lw, |v: $t| v.to_f32()), b.as_deref(), g, n);
@@ -397,7 +401,11 @@ fn run(
         CpuStorage::F16(_) => via_f32!(F16, f16),
         CpuStorage::BF16(_) => via_f32!(BF16, bf16),
         other => {
-            return Err(Error::UnsupportedDType { op, dtype: other.dtype(), msg: "expected a floating-point tensor" })
+            return Err(Error::from(ErrorKind::UnsupportedDType {
+                op,
+                dtype: other.dtype(),
+                msg: "expected a floating-point tensor",
+            }))
         }
     })
 }

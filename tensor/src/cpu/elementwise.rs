@@ -8,7 +8,7 @@ use super::threads::{install, worth_parallel};
 use super::CpuStorage;
 use crate::dtype::{Float, FloatDType};
 use crate::op::{BinaryOp, CmpOp, Op, UnaryOp};
-use crate::{DType, Error, Layout, Result, WithDType};
+use crate::{DType, Error, ErrorKind, Layout, Result, WithDType};
 use rayon::prelude::*;
 
 // The kernels' closures are `move`: constants they capture by value can be
@@ -126,7 +126,11 @@ pub(crate) fn unary(op: UnaryOp, s: &CpuStorage, l: &Layout) -> Result<CpuStorag
             _ => unary_int!(op, v, l, u8),
         }),
         CpuStorage::Bool(_) => {
-            return Err(Error::UnsupportedDType { op: op.name(), dtype: DType::Bool, msg: "not defined for bool" })
+            return Err(Error::from(ErrorKind::UnsupportedDType {
+                op: op.name(),
+                dtype: DType::Bool,
+                msg: "not defined for bool",
+            }))
         }
     })
 }
@@ -208,11 +212,11 @@ pub(crate) fn unary_backward(
         (CpuStorage::F16(g), CpuStorage::F16(s)) => CpuStorage::F16(unary_backward_float(op, g, lg, s, ls)),
         (CpuStorage::BF16(g), CpuStorage::BF16(s)) => CpuStorage::BF16(unary_backward_float(op, g, lg, s, ls)),
         _ => {
-            return Err(Error::UnsupportedDType {
+            return Err(Error::from(ErrorKind::UnsupportedDType {
                 op: op.backward_name(),
                 dtype: g.dtype(),
                 msg: "expected floating-point tensors of one dtype",
-            })
+            }))
         }
     })
 }
@@ -266,11 +270,11 @@ pub(crate) fn epilogue(s: &mut CpuStorage, ops: &[Op]) -> Result<()> {
         CpuStorage::F16(v) => go(v, ops),
         CpuStorage::BF16(v) => go(v, ops),
         other => {
-            return Err(Error::UnsupportedDType {
+            return Err(Error::from(ErrorKind::UnsupportedDType {
                 op: "fused",
                 dtype: other.dtype(),
                 msg: "epilogues run on floating-point outputs",
-            })
+            }))
         }
     }
     Ok(())
@@ -349,7 +353,7 @@ pub(crate) fn binary(op: BinaryOp, a: &CpuStorage, la: &Layout, b: &CpuStorage, 
         (CpuStorage::I64(a), CpuStorage::I64(b)) => CpuStorage::I64(binary_int!(op, a, la, b, lb, i64)),
         (CpuStorage::I32(a), CpuStorage::I32(b)) => CpuStorage::I32(binary_int!(op, a, la, b, lb, i32)),
         (CpuStorage::U8(a), CpuStorage::U8(b)) => CpuStorage::U8(binary_int!(op, a, la, b, lb, u8)),
-        _ => return Err(Error::DTypeMismatch { op: op.name(), expected: a.dtype(), got: b.dtype() }),
+        _ => return Err(Error::from(ErrorKind::DTypeMismatch { op: op.name(), expected: a.dtype(), got: b.dtype() })),
     })
 }
 
@@ -405,7 +409,11 @@ pub(crate) fn binary_scalar(op: BinaryOp, s: &CpuStorage, l: &Layout, scalar: f6
         CpuStorage::I32(v) => CpuStorage::I32(int!(v, i32)),
         CpuStorage::U8(v) => CpuStorage::U8(int!(v, u8)),
         CpuStorage::Bool(_) => {
-            return Err(Error::UnsupportedDType { op: op.name(), dtype: DType::Bool, msg: "not defined for bool" })
+            return Err(Error::from(ErrorKind::UnsupportedDType {
+                op: op.name(),
+                dtype: DType::Bool,
+                msg: "not defined for bool",
+            }))
         }
     })
 }
@@ -432,7 +440,7 @@ pub(crate) fn compare(op: CmpOp, a: &CpuStorage, la: &Layout, b: &CpuStorage, lb
         (CpuStorage::I32(a), CpuStorage::I32(b)) => compare_vec(op, a, la, b, lb),
         (CpuStorage::U8(a), CpuStorage::U8(b)) => compare_vec(op, a, la, b, lb),
         (CpuStorage::Bool(a), CpuStorage::Bool(b)) => compare_vec(op, a, la, b, lb),
-        _ => return Err(Error::DTypeMismatch { op: op.name(), expected: a.dtype(), got: b.dtype() }),
+        _ => return Err(Error::from(ErrorKind::DTypeMismatch { op: op.name(), expected: a.dtype(), got: b.dtype() })),
     };
     Ok(CpuStorage::Bool(out))
 }
@@ -447,14 +455,14 @@ pub(crate) fn where_cond(
     lb: &Layout,
 ) -> Result<CpuStorage> {
     let CpuStorage::Bool(c) = c else {
-        return Err(Error::DTypeMismatch { op: "where", expected: DType::Bool, got: c.dtype() });
+        return Err(Error::from(ErrorKind::DTypeMismatch { op: "where", expected: DType::Bool, got: c.dtype() }));
     };
     macro_rules! arm {
         ($($var:ident),*) => {
             match (a, b) {
                 $((CpuStorage::$var(a), CpuStorage::$var(b)) =>
                     CpuStorage::$var(map3(c, lc, a, la, b, lb, move |k, x, y| if k { x } else { y })),)*
-                _ => return Err(Error::DTypeMismatch { op: "where", expected: a.dtype(), got: b.dtype() }),
+                _ => return Err(Error::from(ErrorKind::DTypeMismatch { op: "where", expected: a.dtype(), got: b.dtype() })),
             }
         };
     }

@@ -5,7 +5,7 @@ use super::storage::with_storage;
 use super::strided::contiguous;
 use super::threads::{install, worth_parallel};
 use super::CpuStorage;
-use crate::{DType, Error, Layout, Result, Shape, WithDType};
+use crate::{DType, Error, ErrorKind, Layout, Result, Shape, WithDType};
 use rayon::prelude::*;
 use std::borrow::Cow;
 use std::mem::MaybeUninit;
@@ -15,19 +15,19 @@ fn indices<'a>(s: &'a CpuStorage, l: &Layout, op: &'static str) -> Result<Cow<'a
     match s {
         CpuStorage::I64(v) => Ok(contiguous(v, l)),
         CpuStorage::I32(v) => Ok(Cow::Owned(contiguous(v, l).iter().map(|&i| i as i64).collect())),
-        other => Err(Error::DTypeMismatch { op, expected: DType::I64, got: other.dtype() }),
+        other => Err(Error::from(ErrorKind::DTypeMismatch { op, expected: DType::I64, got: other.dtype() })),
     }
 }
 
 fn check_index(op: &'static str, i: i64, dim: usize, size: usize) -> Result<usize> {
     if i < 0 || i as usize >= size {
-        return Err(Error::IndexOutOfRange { op, index: i, dim, size });
+        return Err(Error::from(ErrorKind::IndexOutOfRange { op, index: i, dim, size }));
     }
     Ok(i as usize)
 }
 
 fn same<'a, T: WithDType>(s: &'a CpuStorage, op: &'static str) -> Result<&'a [T]> {
-    T::storage_slice(s).ok_or(Error::DTypeMismatch { op, expected: T::DTYPE, got: s.dtype() })
+    T::storage_slice(s).ok_or(Error::from(ErrorKind::DTypeMismatch { op, expected: T::DTYPE, got: s.dtype() }))
 }
 
 pub(crate) fn cat(parts: &[(&CpuStorage, &Layout)], dim: usize, out: &Shape) -> Result<CpuStorage> {
@@ -144,7 +144,11 @@ pub(crate) fn scatter_add(
     macro_rules! arm {
         ($var:ident, $add:expr) => {{
             let (CpuStorage::$var(xv), CpuStorage::$var(sv)) = (x.0, src.0) else {
-                return Err(Error::DTypeMismatch { op: "scatter_add", expected: x.0.dtype(), got: src.0.dtype() });
+                return Err(Error::from(ErrorKind::DTypeMismatch {
+                    op: "scatter_add",
+                    expected: x.0.dtype(),
+                    got: src.0.dtype(),
+                }));
             };
             CpuStorage::$var(go(xv, x.1, sv, src.1, &pairs, $add))
         }};
@@ -158,7 +162,11 @@ pub(crate) fn scatter_add(
         CpuStorage::I32(_) => arm!(I32, i32::wrapping_add),
         CpuStorage::U8(_) => arm!(U8, u8::wrapping_add),
         CpuStorage::Bool(_) => {
-            return Err(Error::UnsupportedDType { op: "scatter_add", dtype: DType::Bool, msg: "not defined for bool" })
+            return Err(Error::from(ErrorKind::UnsupportedDType {
+                op: "scatter_add",
+                dtype: DType::Bool,
+                msg: "not defined for bool",
+            }))
         }
     })
 }
@@ -276,7 +284,11 @@ fn scatter_add_blocks(
             let (CpuStorage::$var(xv), CpuStorage::$var(sv)) = (x.0, src.0) else {
                 // The general path reports bad indices before a dtype mismatch.
                 check_all("scatter_add", ids, dim, b.size)?;
-                return Err(Error::DTypeMismatch { op: "scatter_add", expected: x.0.dtype(), got: src.0.dtype() });
+                return Err(Error::from(ErrorKind::DTypeMismatch {
+                    op: "scatter_add",
+                    expected: x.0.dtype(),
+                    got: src.0.dtype(),
+                }));
             };
             CpuStorage::$var(go(xv, x.1, sv, src.1, ids, b, $add).ok_or_else(bad)?)
         }};
@@ -291,7 +303,11 @@ fn scatter_add_blocks(
         CpuStorage::U8(_) => arm!(U8, u8::wrapping_add),
         CpuStorage::Bool(_) => {
             check_all("scatter_add", ids, dim, b.size)?;
-            return Err(Error::UnsupportedDType { op: "scatter_add", dtype: DType::Bool, msg: "not defined for bool" });
+            return Err(Error::from(ErrorKind::UnsupportedDType {
+                op: "scatter_add",
+                dtype: DType::Bool,
+                msg: "not defined for bool",
+            }));
         }
     })
 }

@@ -6,7 +6,7 @@
 use super::strided::copy_strided;
 use super::threads::{install, install_if, num_threads};
 use super::CpuStorage;
-use crate::{Error, Layout, Result, Shape, WithDType};
+use crate::{Error, ErrorKind, Layout, Result, Shape, WithDType};
 use half::{bf16, f16};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -299,6 +299,6 @@ pub(crate) fn matmul(a: &CpuStorage, la: &Layout, b: &CpuStorage, lb: &Layout, o
         (CpuStorage::I64(a), CpuStorage::I64(b)) => CpuStorage::I64(matmul_naive(a, b, &plan)),
         (CpuStorage::I32(a), CpuStorage::I32(b)) => CpuStorage::I32(matmul_naive(a, b, &plan)),
         (CpuStorage::U8(a), CpuStorage::U8(b)) => CpuStorage::U8(matmul_naive(a, b, &plan)),
-        _ => return Err(Error::DTypeMismatch { op: "matmul", expected: a.dtype(), got: b.dtype() }),
+        _ => return Err(Error::from(ErrorKind::DTypeMismatch { op: "matmul", expected: a.dtype(), got: b.dtype() })),
     })
 }

@@ -21,7 +21,7 @@ pub use threads::{num_threads, set_num_threads};
 
 use crate::device::{Backend, BackendStorage, DeviceLocation, OpInput, Storage, Storages};
 use crate::op::{Op, TensorMeta};
-use crate::{Error, Layout, Result};
+use crate::{Error, ErrorKind, Layout, Result};
 use std::borrow::Cow;
 
 /// The CPU backend. Stateless; the thread pool is process-wide.
@@ -30,9 +30,11 @@ pub struct CpuBackend;
 
 #[inline]
 fn cpu(s: &dyn BackendStorage) -> Result<&CpuStorage> {
-    s.as_cpu().ok_or_else(|| Error::Device {
-        device: "cpu".into(),
-        msg: "received a buffer that does not live on the CPU".into(),
+    s.as_cpu().ok_or_else(|| {
+        Error::from(ErrorKind::Device {
+            device: "cpu".into(),
+            msg: "received a buffer that does not live on the CPU".into(),
+        })
     })
 }
 

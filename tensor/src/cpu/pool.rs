@@ -6,7 +6,7 @@ use super::threads::{install, worth_parallel};
 use super::CpuStorage;
 use crate::dtype::{Float, FloatDType};
 use crate::op::{AvgPool2dParams, MaxPool2dParams};
-use crate::{Error, Layout, Result, Shape};
+use crate::{Error, ErrorKind, Layout, Result, Shape};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 use std::ops::Range;
@@ -71,11 +71,11 @@ pub(crate) fn max_pool2d(
         CpuStorage::F16(v) => arm!(F16, v),
         CpuStorage::BF16(v) => arm!(BF16, v),
         other => {
-            return Err(Error::UnsupportedDType {
+            return Err(Error::from(ErrorKind::UnsupportedDType {
                 op: "max_pool2d",
                 dtype: other.dtype(),
                 msg: "expected a floating-point tensor",
-            })
+            }))
         }
     })
 }
@@ -433,11 +433,11 @@ pub(crate) fn avg_pool2d(s: &CpuStorage, l: &Layout, p: &AvgPool2dParams, out: &
         CpuStorage::F16(v) => CpuStorage::F16(go(v, l, p, out)),
         CpuStorage::BF16(v) => CpuStorage::BF16(go(v, l, p, out)),
         other => {
-            return Err(Error::UnsupportedDType {
+            return Err(Error::from(ErrorKind::UnsupportedDType {
                 op: "avg_pool2d",
                 dtype: other.dtype(),
                 msg: "expected a floating-point tensor",
-            })
+            }))
         }
     })
 }
@@ -540,11 +540,11 @@ pub(crate) fn adaptive_avg_pool2d(s: &CpuStorage, l: &Layout, out: &Shape) -> Re
         CpuStorage::F16(v) => CpuStorage::F16(go(v, l, out)),
         CpuStorage::BF16(v) => CpuStorage::BF16(go(v, l, out)),
         other => {
-            return Err(Error::UnsupportedDType {
+            return Err(Error::from(ErrorKind::UnsupportedDType {
                 op: "adaptive_avg_pool2d",
                 dtype: other.dtype(),
                 msg: "expected a floating-point tensor",
-            })
+            }))
         }
     })
 }

@@ -9,7 +9,7 @@ use super::threads::{install, worth_parallel, worth_parallel_heavy};
 use super::CpuStorage;
 use crate::dtype::{Float, FloatDType};
 use crate::op::ReduceOp;
-use crate::{Error, Layout, Result, WithDType};
+use crate::{Error, ErrorKind, Layout, Result, WithDType};
 use rayon::prelude::*;
 use std::borrow::Cow;
 
@@ -254,11 +254,11 @@ fn reduce_int<T: WithDType>(op: ReduceOp, v: &[T], l: &Layout, dims: &[usize]) -
             T::into_storage(per_row(&data, rows, rlen, |x: &[T]| extremum(x, max)))
         }
         ReduceOp::Mean | ReduceOp::LogSumExp => {
-            return Err(Error::UnsupportedDType {
+            return Err(Error::from(ErrorKind::UnsupportedDType {
                 op: op.name(),
                 dtype: T::DTYPE,
                 msg: "expected a floating-point tensor",
-            })
+            }))
         }
     })
 }
@@ -294,11 +294,11 @@ pub(crate) fn var(s: &CpuStorage, l: &Layout, dims: &[usize], correction: usize)
         CpuStorage::F16(v) => CpuStorage::F16(go(v, l, dims, correction)),
         CpuStorage::BF16(v) => CpuStorage::BF16(go(v, l, dims, correction)),
         other => {
-            return Err(Error::UnsupportedDType {
+            return Err(Error::from(ErrorKind::UnsupportedDType {
                 op: "var",
                 dtype: other.dtype(),
                 msg: "expected a floating-point tensor",
-            })
+            }))
         }
     })
 }
@@ -475,11 +475,11 @@ pub(crate) fn softmax(s: &CpuStorage, l: &Layout, dim: usize, log: bool) -> Resu
         CpuStorage::F16(v) => CpuStorage::F16(go(v, l, dim, log)),
         CpuStorage::BF16(v) => CpuStorage::BF16(go(v, l, dim, log)),
         other => {
-            return Err(Error::UnsupportedDType {
+            return Err(Error::from(ErrorKind::UnsupportedDType {
                 op: "softmax",
                 dtype: other.dtype(),
                 msg: "expected a floating-point tensor",
-            })
+            }))
         }
     })
 }

@@ -2,7 +2,7 @@
 //! scalar), comparisons, `where`, `masked_fill` and dtype casts.
 
 use crate::op::{BinaryOp, CmpOp, Op, UnaryOp};
-use crate::{DType, Error, Result, Tensor};
+use crate::{DType, Error, ErrorKind, Result, Tensor};
 
 macro_rules! unary {
     ($($name:ident => $op:ident, $doc:literal;)*) => {$(
@@ -106,7 +106,11 @@ impl Tensor {
     /// `value` where `mask` (bool, broadcast to this shape) is set.
     pub fn masked_fill(&self, mask: &Tensor, value: f64) -> Result<Tensor> {
         if mask.dtype() != DType::Bool {
-            return Err(Error::DTypeMismatch { op: "masked_fill", expected: DType::Bool, got: mask.dtype() });
+            return Err(Error::from(ErrorKind::DTypeMismatch {
+                op: "masked_fill",
+                expected: DType::Bool,
+                got: mask.dtype(),
+            }));
         }
         if mask.shape().broadcast_with(self.shape(), "masked_fill")? != *self.shape() {
             return Err(Error::shape(

@@ -1,7 +1,7 @@
 //! Joining, indexing and padding.
 
 use crate::op::Op;
-use crate::{Dim, Error, Result, Tensor};
+use crate::{Dim, Error, ErrorKind, Result, Tensor};
 
 impl Tensor {
     /// Concatenates along `dim`, as `torch.cat`.
@@ -23,7 +23,11 @@ impl Tensor {
                 return Err(Error::shape("stack", &[first.shape(), t.shape()], "all tensors must have the same shape"));
             }
             if t.dtype() != first.dtype() {
-                return Err(Error::DTypeMismatch { op: "stack", expected: first.dtype(), got: t.dtype() });
+                return Err(Error::from(ErrorKind::DTypeMismatch {
+                    op: "stack",
+                    expected: first.dtype(),
+                    got: t.dtype(),
+                }));
             }
         }
         let parts = tensors.iter().map(|t| t.unsqueeze(d)).collect::<Result<Vec<_>>>()?;

@@ -1,7 +1,7 @@
 //! Matrix products, convolutions and pooling.
 
 use crate::op::{AvgPool2dParams, Conv2dParams, ConvTranspose2dParams, MaxPool2dParams, Op};
-use crate::{Error, Result, Tensor};
+use crate::{Error, ErrorKind, Result, Tensor};
 
 impl Tensor {
     /// Matrix product with `torch.matmul` semantics: 1-d operands are promoted
@@ -13,11 +13,13 @@ impl Tensor {
         }
         let a = if ra == 1 { self.unsqueeze(0)? } else { self.clone() };
         let b = if rb == 1 { rhs.unsqueeze(1)? } else { rhs.clone() };
-        let out = Tensor::apply1(Op::Matmul, &[&a, &b]).map_err(|e| match e {
-            Error::ShapeMismatch { op, msg, .. } => {
-                Error::ShapeMismatch { op, msg, shapes: vec![self.shape().clone(), rhs.shape().clone()] }
-            }
-            e => e,
+        let out = Tensor::apply1(Op::Matmul, &[&a, &b]).map_err(|e| match e.into_kind() {
+            ErrorKind::ShapeMismatch { op, msg, .. } => Error::from(ErrorKind::ShapeMismatch {
+                op,
+                msg,
+                shapes: vec![self.shape().clone(), rhs.shape().clone()],
+            }),
+            e => e.into(),
         })?;
         let out = if rb == 1 { out.squeeze(-1)? } else { out };
         if ra == 1 {
