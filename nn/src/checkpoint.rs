@@ -158,7 +158,7 @@ pub fn save_safetensors(
 }
 
 /// Reads every tensor of a safetensors file (onto the CPU) and its metadata.
-/// A truncated, corrupt or inconsistent file is an [`Error::InvalidFile`].
+/// A truncated, corrupt or inconsistent file is an [`ErrorKind::InvalidFile`](oar_tensor::ErrorKind::InvalidFile).
 pub fn load_safetensors(path: impl AsRef<Path>) -> Result<(StateDict, HashMap<String, String>)> {
     let path = path.as_ref();
     let bytes = fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;

@@ -3,6 +3,7 @@
 
 use crate::cpu::{CpuBackend, CpuStorage};
 use crate::op::{Op, TensorMeta};
+use crate::pool_arc::PoolArc;
 use crate::{DType, Layout, Result};
 use std::any::Any;
 use std::fmt;
@@ -45,12 +46,12 @@ pub trait BackendStorage: Send + Sync + fmt::Debug + Any {
 #[derive(Clone, Debug)]
 pub struct Storage(Shared);
 
-/// CPU buffers sit in a `triomphe::Arc`, which has no weak count: dropping
-/// the last handle is one atomic operation instead of two, which small ops
-/// notice. Other backends' buffers are a std `Arc<dyn ...>`.
+/// CPU buffers sit in a [`PoolArc`]: no weak count and a recycled block, which
+/// small ops notice (see [`crate::pool_arc`]). Other backends' buffers are a
+/// std `Arc<dyn ...>`.
 #[derive(Clone, Debug)]
 enum Shared {
-    Cpu(triomphe::Arc<CpuStorage>),
+    Cpu(PoolArc<CpuStorage>),
     Other(Arc<dyn BackendStorage>),
 }
 
@@ -63,15 +64,24 @@ impl Storage {
     /// Wraps a host buffer (what the CPU backend returns).
     pub fn cpu(buffer: CpuStorage) -> Storage {
         crate::cpu::alloc::ensure_tuned();
-        Storage(Shared::Cpu(triomphe::Arc::new(buffer)))
+        Storage(Shared::Cpu(PoolArc::new(buffer)))
     }
 
     /// The host buffer, mutable, when this handle is its only owner (a
     /// buffer an op just produced): what in-place epilogues write into.
     pub(crate) fn cpu_mut(&mut self) -> Option<&mut CpuStorage> {
         match &mut self.0 {
-            Shared::Cpu(s) => triomphe::Arc::get_mut(s),
+            Shared::Cpu(s) => PoolArc::get_mut(s),
             Shared::Other(_) => None,
+        }
+    }
+
+    /// The buffer's dtype, without a virtual call for host buffers.
+    #[inline]
+    pub fn dtype(&self) -> DType {
+        match &self.0 {
+            Shared::Cpu(s) => s.dtype(),
+            Shared::Other(s) => s.dtype(),
         }
     }
 

@@ -128,17 +128,17 @@ impl Error {
         Error::from(ErrorKind::InvalidArgument { op, msg: msg.into() })
     }
 
-    /// An [`Error::Io`] with what was being done (`"reading checkpoint model.safetensors"`).
+    /// An [`ErrorKind::Io`] with what was being done (`"reading checkpoint model.safetensors"`).
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::from(ErrorKind::Io { context: context.into(), source })
     }
 
-    /// An [`Error::InvalidFile`] for `path`.
+    /// An [`ErrorKind::InvalidFile`] for `path`.
     pub fn invalid_file(path: impl AsRef<std::path::Path>, msg: impl Into<String>) -> Self {
         Error::from(ErrorKind::InvalidFile { path: path.as_ref().display().to_string(), msg: msg.into() })
     }
 
-    /// An [`Error::InvalidArgument`] from outside this crate (layers, losses, optimizers).
+    /// An [`ErrorKind::InvalidArgument`] from outside this crate (layers, losses, optimizers).
     pub fn invalid_arg(op: &'static str, msg: impl Into<String>) -> Self {
         Error::invalid(op, msg)
     }

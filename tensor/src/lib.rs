@@ -31,6 +31,7 @@ mod infer;
 mod layout;
 pub mod op;
 mod ops;
+pub mod pool_arc;
 mod random;
 pub mod record;
 mod shape;
@@ -45,6 +46,7 @@ pub use op::{
     AvgPool2dParams, BinaryOp, CmpOp, Conv2dParams, ConvTranspose2dParams, MaxPool2dParams, MetaRef, Metas, Op,
     ReduceOp, TensorMeta, UnaryOp,
 };
+pub use pool_arc::PoolArc;
 pub use random::{manual_seed, Generator};
 pub use record::{is_grad_enabled, is_tracing, no_grad, set_grad_enabled, start_trace};
 pub use shape::{Dim, Dims, Shape};

@@ -3,11 +3,13 @@
 
 use crate::device::{Device, OpInput, Storage};
 use crate::op::{MetaRef, Metas, Op, TensorMeta};
+use crate::pool_arc::PoolArc;
 use crate::record::{is_tracing, mode};
 use crate::{DType, Error, ErrorKind, Layout, Result, Shape, WithDType};
 use smallvec::SmallVec;
 use std::cell::Cell;
 use std::fmt;
+use std::ptr::addr_of_mut;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -47,10 +49,9 @@ pub struct Provenance {
     pub output: usize,
 }
 
-/// Shared handle to a recorded node. A `triomphe::Arc` (no weak count), so
-/// every op recorded for autograd is filled in place and freed with one
-/// atomic operation; see [`Tensor`]'s handle for the same reasoning.
-pub type NodeRef = triomphe::Arc<Node>;
+/// Shared handle to a recorded node: a [`PoolArc`], as the tensor handle, so
+/// recording an op for autograd reuses a cached block (see [`crate::pool_arc`]).
+pub type NodeRef = PoolArc<Node>;
 
 /// A recorded op application.
 #[derive(Debug)]
@@ -133,30 +134,40 @@ struct Inner {
 
 /// An n-dimensional array on a device. Cloning shares the data.
 #[derive(Clone)]
-pub struct Tensor(triomphe::Arc<Inner>);
+pub struct Tensor(PoolArc<Inner>);
 
 impl Tensor {
-    /// The handle is a `triomphe::Arc`: it has no weak count, so dropping the
-    /// last handle costs one atomic operation instead of two (small ops pay
-    /// for each), and it is built in place by [`new_arc`].
+    /// The one constructor. The handle is a [`PoolArc`]: no weak count
+    /// (dropping the last handle is one atomic operation) and a recycled block
+    /// (no `malloc` per op), filled field by field in place.
     #[inline(always)]
-    fn new(inner: Inner) -> Tensor {
-        Tensor(new_arc(inner))
+    fn make(
+        storage: Storage,
+        layout: Layout,
+        dtype: DType,
+        device: Device,
+        requires_grad: bool,
+        provenance: Option<Provenance>,
+    ) -> Tensor {
+        // SAFETY: every field of `Inner` is written exactly once.
+        Tensor(unsafe {
+            PoolArc::new_in_place(|p: *mut Inner| {
+                addr_of_mut!((*p).id).write(TensorId::next());
+                addr_of_mut!((*p).storage).write(storage);
+                addr_of_mut!((*p).layout).write(layout);
+                addr_of_mut!((*p).dtype).write(dtype);
+                addr_of_mut!((*p).device).write(device);
+                addr_of_mut!((*p).requires_grad).write(requires_grad);
+                addr_of_mut!((*p).provenance).write(provenance);
+                addr_of_mut!((*p).grad).write(Mutex::new(None));
+                addr_of_mut!((*p).retains_grad).write(AtomicBool::new(false));
+            })
+        })
     }
 
     pub(crate) fn from_parts(storage: Storage, layout: Layout, device: Device) -> Tensor {
         let dtype = storage.dtype();
-        Tensor::new(Inner {
-            id: TensorId::next(),
-            storage,
-            layout,
-            dtype,
-            device,
-            requires_grad: false,
-            provenance: None,
-            grad: Mutex::new(None),
-            retains_grad: AtomicBool::new(false),
-        })
+        Tensor::make(storage, layout, dtype, device, false, None)
     }
 
     pub fn id(&self) -> TensorId {
@@ -270,17 +281,8 @@ impl Tensor {
     }
 
     fn detached(&self, requires_grad: bool) -> Tensor {
-        Tensor::new(Inner {
-            id: TensorId::next(),
-            storage: self.0.storage.clone(),
-            layout: self.0.layout.clone(),
-            dtype: self.0.dtype,
-            device: self.0.device.clone(),
-            requires_grad,
-            provenance: None,
-            grad: Mutex::new(None),
-            retains_grad: AtomicBool::new(false),
-        })
+        let i = &self.0;
+        Tensor::make(i.storage.clone(), i.layout.clone(), i.dtype, i.device.clone(), requires_grad, None)
     }
 
     /// True when both handles view the same storage buffer.
@@ -411,17 +413,6 @@ impl Tensor {
     }
 }
 
-/// A `triomphe::Arc` filled in place: allocating first lets the value be
-/// written straight into the heap block, where `Arc::new(value)` builds it on
-/// the stack and copies a few hundred bytes, measurable on small ops.
-#[inline(always)]
-fn new_arc<T>(value: T) -> triomphe::Arc<T> {
-    let mut slot = triomphe::UniqueArc::new_uninit();
-    slot.write(value);
-    // SAFETY: `write` initialized the value.
-    unsafe { triomphe::UniqueArc::assume_init(slot) }.shareable()
-}
-
 /// What an op application records: whether outputs require grad, and the
 /// shared node when grad mode or a trace needs provenance.
 struct Recording {
@@ -437,7 +428,7 @@ impl Recording {
         let tracing = mode.tracing();
         let node = (grad || tracing).then(|| {
             let inputs = inputs.iter().map(|t| (*t).clone()).collect();
-            new_arc(Node {
+            PoolArc::new(Node {
                 op,
                 inputs: Mutex::new(Some(inputs)),
                 outputs: Metas::from(outs),
@@ -448,24 +439,16 @@ impl Recording {
     }
 
     /// Output `index` of the op as a tensor.
+    #[inline(always)]
     fn output(&self, index: usize, storage: Storage, layout: Layout, device: &Device) -> Tensor {
-        let requires_grad = self.grad && storage.dtype().is_float();
+        let dtype = storage.dtype();
+        let requires_grad = self.grad && dtype.is_float();
         let provenance = self
             .node
             .as_ref()
             .filter(|_| self.tracing || requires_grad)
             .map(|n| Provenance { node: n.clone(), output: index });
-        Tensor::new(Inner {
-            id: TensorId::next(),
-            dtype: storage.dtype(),
-            storage,
-            layout,
-            device: device.clone(),
-            requires_grad,
-            provenance,
-            grad: Mutex::new(None),
-            retains_grad: AtomicBool::new(false),
-        })
+        Tensor::make(storage, layout, dtype, device.clone(), requires_grad, provenance)
     }
 }
 
