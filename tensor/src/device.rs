@@ -51,8 +51,20 @@ pub struct Storage(Shared);
 /// std `Arc<dyn ...>`.
 #[derive(Clone, Debug)]
 enum Shared {
-    Cpu(PoolArc<CpuStorage>),
+    Cpu(PoolArc<CpuBuf>),
     Other(Arc<dyn BackendStorage>),
+}
+
+/// A host buffer that hands a small element buffer back for reuse when the
+/// last handle to it goes (see [`crate::cpu::small_bufs`]).
+#[derive(Debug)]
+struct CpuBuf(CpuStorage);
+
+impl Drop for CpuBuf {
+    #[inline]
+    fn drop(&mut self) {
+        self.0.recycle_small()
+    }
 }
 
 impl Storage {
@@ -64,14 +76,14 @@ impl Storage {
     /// Wraps a host buffer (what the CPU backend returns).
     pub fn cpu(buffer: CpuStorage) -> Storage {
         crate::cpu::alloc::ensure_tuned();
-        Storage(Shared::Cpu(PoolArc::new(buffer)))
+        Storage(Shared::Cpu(PoolArc::new(CpuBuf(buffer))))
     }
 
     /// The host buffer, mutable, when this handle is its only owner (a
     /// buffer an op just produced): what in-place epilogues write into.
     pub(crate) fn cpu_mut(&mut self) -> Option<&mut CpuStorage> {
         match &mut self.0 {
-            Shared::Cpu(s) => PoolArc::get_mut(s),
+            Shared::Cpu(s) => PoolArc::get_mut(s).map(|b| &mut b.0),
             Shared::Other(_) => None,
         }
     }
@@ -80,7 +92,7 @@ impl Storage {
     #[inline]
     pub fn dtype(&self) -> DType {
         match &self.0 {
-            Shared::Cpu(s) => s.dtype(),
+            Shared::Cpu(s) => s.0.dtype(),
             Shared::Other(s) => s.dtype(),
         }
     }
@@ -96,7 +108,7 @@ impl std::ops::Deref for Storage {
     #[inline]
     fn deref(&self) -> &Self::Target {
         match &self.0 {
-            Shared::Cpu(s) => &**s,
+            Shared::Cpu(s) => &s.0,
             Shared::Other(s) => &**s,
         }
     }

@@ -8,8 +8,8 @@
 //! the add 0.83x as long (paired median of 30 interleaved one-off runs of a
 //! timing loop, 1M adds each). A global allocator would be the usual remedy,
 //! but a library cannot choose the program's allocator, so these fixed-size
-//! blocks keep their own free lists. (The element buffer itself is a `Vec`
-//! and still comes from the global allocator.)
+//! blocks keep their own free lists. (Small element buffers are recycled
+//! the same way by [`crate::cpu::small_bufs`].)
 //!
 //! Blocks are grouped in size classes of 64 bytes up to 512 and are always
 //! allocated with their class's layout, so a block freed on any thread can

@@ -12,6 +12,7 @@ mod reduce;
 #[cfg(target_arch = "x86_64")]
 mod sgemm;
 mod simd;
+pub(crate) mod small_bufs;
 mod storage;
 mod strided;
 mod threads;

@@ -74,6 +74,13 @@ impl CpuStorage {
         self.len() == 0
     }
 
+    /// Hands a small element buffer to this thread's cache for reuse, leaving
+    /// this storage empty (see [`super::small_bufs`]); larger ones stay.
+    #[inline]
+    pub(crate) fn recycle_small(&mut self) {
+        with_storage!(self, v => super::small_bufs::recycle(v))
+    }
+
     /// The inner vector, if `T` is this storage's element type.
     pub fn into_vec<T: WithDType>(self) -> Option<Vec<T>> {
         let any: Box<dyn Any> = with_storage!(self, v => Box::new(v));

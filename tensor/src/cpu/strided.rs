@@ -115,7 +115,7 @@ const CHUNK: usize = 1 << 14;
 /// uninitialized memory, in parallel when `n` is large (no zero-fill pass).
 /// `fill` must write every element of its chunk.
 fn collect_chunks<U: Send>(n: usize, fill: impl Fn(&mut [MaybeUninit<U>], usize) + Sync) -> Vec<U> {
-    let mut out = Vec::with_capacity(n);
+    let mut out = super::small_bufs::with_capacity(n);
     let buf = &mut out.spare_capacity_mut()[..n];
     if worth_parallel(n) {
         install(|| buf.par_chunks_mut(CHUNK).enumerate().for_each(|(i, c)| fill(c, i * CHUNK)));
