@@ -116,7 +116,8 @@ impl<T> PoolArc<T> {
     }
 
     /// Number of handles to the value (racy when other threads clone or drop).
-    pub fn count(this: &Self) -> usize {
+    #[cfg(test)]
+    fn count(this: &Self) -> usize {
         this.block().count.load(Ordering::Relaxed)
     }
 
