@@ -2,7 +2,7 @@
 //!
 //! N-dimensional tensors for Oar: dtypes, shapes and strided views, the op
 //! vocabulary ([`Op`]), the object-safe device trait ([`Backend`]) and the CPU
-//! backend (rayon + the `gemm` crate).
+//! backend (a fork-join thread team + the `gemm` crate).
 //!
 //! ```
 //! use oar_tensor::{Device, DType, Tensor};

@@ -5,12 +5,12 @@
 use super::conv_direct;
 use super::matmul::{gemm_accumulate, gemm_is_parallel, gemm_raw, gemm_strided, GemmElem, MatRef};
 use super::strided::contiguous;
-use super::threads::{install, install_if, num_threads};
+use super::team;
+use super::threads::num_threads;
 use super::CpuStorage;
 use crate::op::{Conv2dParams, ConvTranspose2dParams};
 use crate::{Error, ErrorKind, Layout, Result, Shape, WithDType};
 use half::{bf16, f16};
-use rayon::prelude::*;
 
 /// Output geometry shared by both directions and the direct kernels.
 #[derive(Clone, Copy)]
@@ -130,11 +130,10 @@ fn over_images<T: Send>(
 ) {
     let threads = num_threads();
     if threads > 1 && out.len() / img.max(1) >= threads {
-        install(|| out.par_chunks_mut(img).enumerate().for_each(|(i, dst)| per_image(i, dst, 1)));
+        team::chunks_mut(true, out, img, |i, dst| per_image(i, dst, 1));
     } else {
-        install_if(gemm_is_parallel(threads, m, n, k), || {
-            out.chunks_mut(img).enumerate().for_each(|(i, dst)| per_image(i, dst, threads))
-        });
+        let threads = if gemm_is_parallel(threads, m, n, k) { threads } else { 1 };
+        out.chunks_mut(img).enumerate().for_each(|(i, dst)| per_image(i, dst, threads));
     }
 }
 
@@ -314,8 +313,7 @@ fn conv_weight_grad_typed<T: GemmElem + std::ops::Add<Output = T>>(
         }
         acc
     };
-    let mut parts: Vec<Vec<T>> =
-        if parts == 1 { vec![partial(0)] } else { install(|| (0..parts).into_par_iter().map(partial).collect()) };
+    let mut parts: Vec<Vec<T>> = if parts == 1 { vec![partial(0)] } else { team::map(true, parts, partial) };
     let mut total = parts.swap_remove(0);
     for part in parts {
         total.iter_mut().zip(part).for_each(|(t, v)| *t = *t + v);

@@ -3,13 +3,12 @@
 
 use super::simd::vectorized;
 use super::storage::{map_storage, with_storage};
-use super::strided::{map1, map2, map3};
-use super::threads::{install, worth_parallel};
+use super::strided::{map1, map1_costed, map2, map3};
+use super::threads::worth_parallel;
 use super::CpuStorage;
 use crate::dtype::{Float, FloatDType};
 use crate::op::{BinaryOp, CmpOp, Op, UnaryOp};
 use crate::{DType, Error, ErrorKind, Layout, Result, WithDType};
-use rayon::prelude::*;
 
 // The kernels' closures are `move`: constants they capture by value can be
 // kept in registers; captured by reference they were reloaded per element
@@ -22,13 +21,33 @@ pub(crate) trait Apply<T> {
     fn apply<F: Fn(T) -> T + Sync + Send>(self, f: F) -> Self::Out;
 }
 
-struct Fresh<'a, T>(&'a [T], &'a Layout);
+/// `heavy`: the function costs tens of instructions per element (see
+/// [`is_heavy`]), so the map splits across threads at a smaller size.
+struct Fresh<'a, T> {
+    src: &'a [T],
+    layout: &'a Layout,
+    heavy: bool,
+}
+
+impl<'a, T> Fresh<'a, T> {
+    fn new(src: &'a [T], layout: &'a Layout) -> Self {
+        Fresh { src, layout, heavy: false }
+    }
+}
 
 impl<T: Copy + Send + Sync + Default> Apply<T> for Fresh<'_, T> {
     type Out = Vec<T>;
     fn apply<F: Fn(T) -> T + Sync + Send>(self, f: F) -> Vec<T> {
-        map1(self.0, self.1, f)
+        map1_costed(self.src, self.layout, f, self.heavy)
     }
+}
+
+/// Unary float ops built on an exponential, logarithm or polynomial: tens of
+/// instructions per element, where a 2-thread split of a [64, 1000] input
+/// already pays for the hand-off (a 1-thread exp took 23 us there).
+fn is_heavy(op: UnaryOp) -> bool {
+    use UnaryOp::*;
+    matches!(op, Exp | Log | Sin | Cos | Tanh | Sigmoid | Erf | Gelu | GeluTanh | Silu | Softplus)
 }
 
 /// A contiguous buffer updated in place, on the calling thread (callers
@@ -113,11 +132,12 @@ macro_rules! unary_int {
 
 #[inline(always)]
 pub(crate) fn unary(op: UnaryOp, s: &CpuStorage, l: &Layout) -> Result<CpuStorage> {
+    let heavy = is_heavy(op);
     Ok(match s {
-        CpuStorage::F32(v) => CpuStorage::F32(unary_float(op, Fresh(v, l))),
-        CpuStorage::F64(v) => CpuStorage::F64(unary_float(op, Fresh(v, l))),
-        CpuStorage::F16(v) => CpuStorage::F16(unary_float(op, Fresh(v, l))),
-        CpuStorage::BF16(v) => CpuStorage::BF16(unary_float(op, Fresh(v, l))),
+        CpuStorage::F32(v) => CpuStorage::F32(unary_float(op, Fresh { src: v, layout: l, heavy })),
+        CpuStorage::F64(v) => CpuStorage::F64(unary_float(op, Fresh { src: v, layout: l, heavy })),
+        CpuStorage::F16(v) => CpuStorage::F16(unary_float(op, Fresh { src: v, layout: l, heavy })),
+        CpuStorage::BF16(v) => CpuStorage::BF16(unary_float(op, Fresh { src: v, layout: l, heavy })),
         CpuStorage::I64(v) => CpuStorage::I64(unary_int!(op, v, l, i64)),
         CpuStorage::I32(v) => CpuStorage::I32(unary_int!(op, v, l, i32)),
         CpuStorage::U8(v) => CpuStorage::U8(match op {
@@ -222,7 +242,7 @@ pub(crate) fn unary_backward(
 }
 
 fn clamp_vec<T: WithDType>(v: &[T], l: &Layout, lo: Option<f64>, hi: Option<f64>) -> Vec<T> {
-    clamp_with(Fresh(v, l), lo, hi)
+    clamp_with(Fresh::new(v, l), lo, hi)
 }
 
 fn clamp_with<T: WithDType, A: Apply<T>>(a: A, lo: Option<f64>, hi: Option<f64>) -> A::Out {
@@ -259,7 +279,7 @@ pub(crate) fn epilogue(s: &mut CpuStorage, ops: &[Op]) -> Result<()> {
             }
         };
         if worth_parallel(v.len()) {
-            install(|| v.par_chunks_mut(CHUNK).for_each(run));
+            super::team::chunks_mut(true, v, CHUNK, |_, c| run(c));
         } else {
             v.chunks_mut(CHUNK).for_each(run);
         }
@@ -384,7 +404,7 @@ fn binary_scalar_float<T: FloatDType, A: Apply<T>>(op: BinaryOp, s: f64, a: A) -
 #[inline(always)]
 pub(crate) fn binary_scalar(op: BinaryOp, s: &CpuStorage, l: &Layout, scalar: f64) -> Result<CpuStorage> {
     fn float<T: FloatDType>(op: BinaryOp, v: &[T], l: &Layout, s: f64) -> Vec<T> {
-        binary_scalar_float(op, s, Fresh(v, l))
+        binary_scalar_float(op, s, Fresh::new(v, l))
     }
     macro_rules! int {
         ($v:expr, $t:ty) => {{

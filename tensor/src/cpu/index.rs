@@ -3,12 +3,13 @@
 
 use super::storage::with_storage;
 use super::strided::contiguous;
-use super::threads::{install, worth_parallel};
+use super::team;
+use super::threads::worth_parallel;
 use super::CpuStorage;
 use crate::{DType, Error, ErrorKind, Layout, Result, Shape, WithDType};
-use rayon::prelude::*;
 use std::borrow::Cow;
 use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Index values as i64 (i32 indices are widened), row-major.
 fn indices<'a>(s: &'a CpuStorage, l: &Layout, op: &'static str) -> Result<Cow<'a, [i64]>> {
@@ -254,12 +255,14 @@ fn scatter_add_blocks(
             true
         };
         let ok = if b.outer > 1 && worth_parallel(ids.len() + n) {
-            install(|| {
-                buf.par_chunks_exact_mut(xb)
-                    .zip(x.par_chunks_exact(xb))
-                    .zip(ids.par_chunks_exact(sb).zip(s.par_chunks_exact(sb)))
-                    .all(block)
-            })
+            let ok = AtomicBool::new(true);
+            team::chunks_mut(true, buf, xb, |i, o| {
+                let (xs, is, ss) = (&x[i * xb..][..xb], &ids[i * sb..][..sb], &s[i * sb..][..sb]);
+                if !block(((o, xs), (is, ss))) {
+                    ok.store(false, Ordering::Relaxed);
+                }
+            });
+            ok.into_inner()
         } else {
             buf.chunks_exact_mut(xb)
                 .zip(x.chunks_exact(xb))

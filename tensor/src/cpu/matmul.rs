@@ -4,11 +4,10 @@
 //! and sliced inputs cost no copy.
 
 use super::strided::copy_strided;
-use super::threads::{install, install_if, num_threads};
+use super::threads::num_threads;
 use super::CpuStorage;
 use crate::{Error, ErrorKind, Layout, Result, Shape, WithDType};
 use half::{bf16, f16};
-use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
 /// Geometry of one batched product: matrix sizes, strides and per-batch offsets.
@@ -198,8 +197,63 @@ unsafe fn gemm_call<T: GemmElem>(
     if unsafe { T::own_gemm(dst, dst_strides, a, b, (m, n, k), threads, accumulate) } {
         return;
     }
-    let par =
-        if gemm_is_parallel(threads, m, n, k) { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    if !gemm_is_parallel(threads, m, n, k) {
+        // SAFETY: the caller's guarantee, passed on.
+        return unsafe { gemm_serial(dst, dst_strides, a, b, (m, n, k), accumulate) };
+    }
+    // Strips along the longer side of the output, one gemm each, on the
+    // kernel team: gemm's own rayon split paid two thread wake-ups per
+    // product (see `team`). Strip edges fall on 16-element boundaries.
+    const UNIT: usize = 16;
+    let along_n = n >= m;
+    let extent = if along_n { n } else { m };
+    let blocks = extent.div_ceil(UNIT);
+    let parts = threads.min(blocks);
+    let ptrs = Operands { dst, a, b };
+    super::team::for_each(true, parts, |t| {
+        let ptrs = &ptrs;
+        let lo = (t * blocks / parts * UNIT).min(extent);
+        let hi = ((t + 1) * blocks / parts * UNIT).min(extent);
+        let len = hi - lo;
+        // SAFETY: each strip is the caller's product restricted to output
+        // rows (or columns) lo..hi, so every element it addresses is one the
+        // caller vouched for; distinct strips write disjoint parts of `dst`.
+        unsafe {
+            if along_n {
+                let (d, bb) =
+                    (ptrs.dst.add(lo * dst_strides.1), MatRef { ptr: ptrs.b.ptr.add(lo * ptrs.b.cs), ..ptrs.b });
+                gemm_serial(d, dst_strides, ptrs.a, bb, (m, len, k), accumulate)
+            } else {
+                let (d, aa) =
+                    (ptrs.dst.add(lo * dst_strides.0), MatRef { ptr: ptrs.a.ptr.add(lo * ptrs.a.rs), ..ptrs.a });
+                gemm_serial(d, dst_strides, aa, ptrs.b, (len, n, k), accumulate)
+            }
+        }
+    });
+}
+
+/// The operands of one product, shared by its strips.
+struct Operands<T> {
+    dst: *mut T,
+    a: MatRef<T>,
+    b: MatRef<T>,
+}
+// SAFETY: the strips of a product read the operands and write disjoint
+// parts of `dst` (see `gemm_call`); the element types are plain numbers.
+unsafe impl<T: Send> Sync for Operands<T> {}
+
+/// One gemm call on the calling thread.
+///
+/// # Safety
+/// As [`gemm_call`], with `m`, `n` and `k` nonzero.
+unsafe fn gemm_serial<T: GemmElem>(
+    dst: *mut T,
+    dst_strides: (usize, usize),
+    a: MatRef<T>,
+    b: MatRef<T>,
+    (m, n, k): (usize, usize, usize),
+    accumulate: bool,
+) {
     // SAFETY: the caller guarantees every extent.
     unsafe {
         gemm::gemm(
@@ -221,7 +275,7 @@ unsafe fn gemm_call<T: GemmElem>(
             false,
             false,
             false,
-            par,
+            gemm::Parallelism::None,
         )
     }
 }
@@ -243,16 +297,13 @@ fn matmul_gemm<T: GemmElem>(a: &[T], b: &[T], plan: &MatmulPlan) -> Vec<T> {
         // `dst` holds exactly m x n row-major elements, written, never read.
         unsafe { gemm_strided(dst.as_mut_ptr().cast(), (n, 1), plan.lhs(a, oa), plan.rhs(b, ob), (m, n, k), threads) }
     };
-    let one = |(dst, &offs): (&mut [MaybeUninit<T>], &(usize, usize))| run(dst, offs, 1);
     let batches = plan.offsets.len();
     if threads > 1 && batches >= threads && m * n * k >= 4096 {
-        install(|| spare.par_chunks_mut(m * n).zip(plan.offsets.par_iter()).for_each(one));
+        super::team::chunks_mut(true, spare, m * n, |i, dst| run(dst, plan.offsets[i], 1));
     } else {
-        install_if(gemm_is_parallel(threads, m, n, k), || {
-            for (dst, &offs) in spare.chunks_mut(m * n).zip(plan.offsets.iter()) {
-                run(dst, offs, threads);
-            }
-        });
+        for (dst, &offs) in spare.chunks_mut(m * n).zip(plan.offsets.iter()) {
+            run(dst, offs, threads);
+        }
     }
     // SAFETY: every chunk of the `len` elements was written by one gemm call
     // (m, n, k > 0 here, so gemm stores its whole destination).

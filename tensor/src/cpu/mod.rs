@@ -1,4 +1,4 @@
-//! The CPU backend: rayon-parallel kernels, gemm matrix products, im2col convolution.
+//! The CPU backend: team-parallel kernels, gemm matrix products, im2col convolution.
 
 pub(crate) mod alloc;
 mod conv;
@@ -15,6 +15,7 @@ mod simd;
 pub(crate) mod small_bufs;
 mod storage;
 mod strided;
+mod team;
 mod threads;
 
 pub use storage::CpuStorage;

@@ -2,16 +2,22 @@
 
 use super::simd::vectorized;
 use super::strided::contiguous;
-use super::threads::{install, worth_parallel};
+use super::team;
+use super::threads::worth_parallel;
 use super::CpuStorage;
 use crate::dtype::{Float, FloatDType};
 use crate::op::{AvgPool2dParams, MaxPool2dParams};
 use crate::{Error, ErrorKind, Layout, Result, Shape};
-use rayon::prelude::*;
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
 /// Runs `f(in_plane, out_plane, idx_plane)` over the N*C planes.
+/// Planes per parallel task: about 16K input elements, so that a task's
+/// claim is amortized over small planes.
+fn planes_per_task(in_sz: usize) -> usize {
+    (16_384 / in_sz).max(1)
+}
+
 fn planes<T: Sync, U: Send>(
     x: &[T],
     in_sz: usize,
@@ -23,7 +29,12 @@ fn planes<T: Sync, U: Send>(
         return;
     }
     if worth_parallel(x.len()) {
-        install(|| x.par_chunks(in_sz).zip(out.par_chunks_mut(out_sz)).for_each(|(a, b)| f(a, b)));
+        let per = planes_per_task(in_sz);
+        team::chunks_mut(true, out, per * out_sz, |t, o| {
+            for (j, o) in o.chunks_mut(out_sz).enumerate() {
+                f(&x[(t * per + j) * in_sz..][..in_sz], o)
+            }
+        });
     } else {
         x.chunks(in_sz).zip(out.chunks_mut(out_sz)).for_each(|(a, b)| f(a, b));
     }
@@ -179,7 +190,12 @@ fn planes1<T: Sync, U: Send>(
     let mut a = Vec::with_capacity(n);
     let da = &mut a.spare_capacity_mut()[..n];
     if worth_parallel(x.len()) {
-        install(|| x.par_chunks_exact(in_sz).zip(da.par_chunks_exact_mut(out_sz)).for_each(|(s, a)| f(s, a)));
+        let per = planes_per_task(in_sz);
+        team::chunks_mut(true, da, per * out_sz, |t, a| {
+            for (j, a) in a.chunks_exact_mut(out_sz).enumerate() {
+                f(&x[(t * per + j) * in_sz..][..in_sz], a)
+            }
+        });
     } else {
         x.chunks_exact(in_sz).zip(da.chunks_exact_mut(out_sz)).for_each(|(s, a)| f(s, a));
     }
@@ -203,11 +219,11 @@ fn planes2<T: Sync, U: Send, V: Send>(
     let (mut a, mut b) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let (da, db) = (&mut a.spare_capacity_mut()[..n], &mut b.spare_capacity_mut()[..n]);
     if worth_parallel(x.len()) {
-        install(|| {
-            x.par_chunks_exact(in_sz)
-                .zip(da.par_chunks_exact_mut(out_sz))
-                .zip(db.par_chunks_exact_mut(out_sz))
-                .for_each(|((s, a), b)| f(s, a, b))
+        let per = planes_per_task(in_sz);
+        team::chunks_mut2(true, da, per * out_sz, db, per * out_sz, |t, a, b| {
+            for (j, (a, b)) in a.chunks_exact_mut(out_sz).zip(b.chunks_exact_mut(out_sz)).enumerate() {
+                f(&x[(t * per + j) * in_sz..][..in_sz], a, b)
+            }
         });
     } else {
         x.chunks_exact(in_sz)

@@ -5,12 +5,12 @@
 use super::simd::vectorized;
 use super::storage::with_storage;
 use super::strided::contiguous;
-use super::threads::{install, worth_parallel, worth_parallel_heavy};
+use super::team;
+use super::threads::{worth_parallel, worth_parallel_heavy};
 use super::CpuStorage;
 use crate::dtype::{Float, FloatDType};
 use crate::op::ReduceOp;
 use crate::{Error, ErrorKind, Layout, Result, WithDType};
-use rayon::prelude::*;
 use std::borrow::Cow;
 
 /// The input as `rows x rlen` row-major data, reduced dims last.
@@ -29,7 +29,18 @@ fn per_row<T: Sync, U: Send>(data: &[T], rows: usize, rlen: usize, f: impl Fn(&[
         return (0..rows).map(|_| f(&[])).collect();
     }
     if rows > 1 && worth_parallel(rows * rlen) {
-        install(|| data.par_chunks(rlen).map(&f).collect())
+        // Tasks of whole rows, about 16K elements each: a claim per short row
+        // would cost more than the row.
+        let per_task = (16_384 / rlen).max(1);
+        let mut out: Vec<U> = Vec::with_capacity(rows);
+        team::chunks_mut(true, &mut out.spare_capacity_mut()[..rows], per_task, |t, slots| {
+            for (j, slot) in slots.iter_mut().enumerate() {
+                slot.write(f(&data[(t * per_task + j) * rlen..][..rlen]));
+            }
+        });
+        // SAFETY: the tasks' slots tile `0..rows` and each was written.
+        unsafe { out.set_len(rows) };
+        out
     } else {
         data.chunks(rlen).map(f).collect()
     }
@@ -49,7 +60,9 @@ fn fold_rows<T: Sync, A: Send + Copy>(
         return data
             .chunks(rlen)
             .map(|row| {
-                let parts: Vec<A> = install(|| row.par_chunks(BLOCK).map(&fold).collect());
+                let parts = team::map(true, row.len().div_ceil(BLOCK), |i| {
+                    fold(&row[i * BLOCK..((i + 1) * BLOCK).min(row.len())])
+                });
                 parts.into_iter().reduce(&combine).expect("row is non-empty")
             })
             .collect();
@@ -454,10 +467,8 @@ pub(crate) fn softmax(s: &CpuStorage, l: &Layout, dim: usize, log: bool) -> Resu
             // Tasks of whole blocks, about 16K elements each, so a task's
             // scratch row and dispatch are amortized over several rows.
             let per_task = block * (16_384 / block).max(1);
-            install(|| {
-                data.par_chunks(per_task)
-                    .zip(dst.par_chunks_mut(per_task))
-                    .for_each_init(Vec::new, |tmp, (src, dst)| run(src, dst, tmp))
+            team::chunks_mut_init(true, dst, per_task, Vec::new, |tmp, t, dst| {
+                run(&data[t * per_task..][..dst.len()], dst, tmp)
             });
         } else {
             run(&data, dst, &mut Vec::new());

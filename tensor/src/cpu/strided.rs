@@ -2,10 +2,9 @@
 //! element-wise map helpers every CPU kernel builds on.
 
 use super::simd::vectorized;
-use super::threads::{install, worth_parallel};
+use super::threads::{worth_parallel, worth_parallel_heavy};
 use crate::shape::DimVec;
 use crate::Layout;
-use rayon::prelude::*;
 use std::borrow::Cow;
 use std::mem::MaybeUninit;
 
@@ -109,16 +108,27 @@ impl<const N: usize> Walk<N> {
     }
 }
 
-const CHUNK: usize = 1 << 14;
+/// Elements per parallel task: at most 16K (64 KiB of f32, a few
+/// microseconds of work), and small enough that every thread gets about four
+/// tasks (a 32K-element add splits into 4K-element pieces).
+fn chunk_len(n: usize) -> usize {
+    (n / (4 * super::threads::num_threads())).clamp(1 << 12, 1 << 14)
+}
 
 /// A vector of `n` elements produced by `fill(chunk, start)` over chunks of
 /// uninitialized memory, in parallel when `n` is large (no zero-fill pass).
 /// `fill` must write every element of its chunk.
 fn collect_chunks<U: Send>(n: usize, fill: impl Fn(&mut [MaybeUninit<U>], usize) + Sync) -> Vec<U> {
+    collect_chunks_if(worth_parallel(n), n, fill)
+}
+
+/// [`collect_chunks`], in parallel when `par`.
+fn collect_chunks_if<U: Send>(par: bool, n: usize, fill: impl Fn(&mut [MaybeUninit<U>], usize) + Sync) -> Vec<U> {
     let mut out = super::small_bufs::with_capacity(n);
     let buf = &mut out.spare_capacity_mut()[..n];
-    if worth_parallel(n) {
-        install(|| buf.par_chunks_mut(CHUNK).enumerate().for_each(|(i, c)| fill(c, i * CHUNK)));
+    if par {
+        let chunk = chunk_len(n);
+        super::team::chunks_mut(true, buf, chunk, |i, c| fill(c, i * chunk));
     } else {
         fill(buf, 0);
     }
@@ -156,24 +166,37 @@ where
     U: Copy + Send + Sync + Default,
     F: Fn(T) -> U + Sync,
 {
+    map1_costed(src, l, f, false)
+}
+
+/// [`map1`] for a function of tens of instructions per element (`heavy`:
+/// an exponential, a logarithm, `tanh`), which splits across threads from
+/// [`worth_parallel_heavy`]'s smaller size on.
+pub(crate) fn map1_costed<T, U, F>(src: &[T], l: &Layout, f: F, heavy: bool) -> Vec<U>
+where
+    T: Copy + Sync,
+    U: Copy + Send + Sync + Default,
+    F: Fn(T) -> U + Sync,
+{
     let n = l.numel();
+    let par = if heavy { worth_parallel_heavy(n) } else { worth_parallel(n) };
     if let Some(r) = l.contiguous_range() {
         let s = &src[r];
-        if worth_parallel(n) {
-            // Chunks with plain inner loops: rayon's per-element collect would not vectorize.
-            return collect_chunks(n, |chunk, start| {
+        if par {
+            // Chunks with plain inner loops: a per-element iterator collect would not vectorize.
+            return collect_chunks_if(true, n, |chunk, start| {
                 let src = &s[start..start + chunk.len()];
                 vectorized(|| fill1(chunk, src, &f))
             });
         }
-        return collect_chunks(n, |chunk, _| vectorized(|| fill1(chunk, s, &f)));
+        return collect_chunks_if(false, n, |chunk, _| vectorized(|| fill1(chunk, s, &f)));
     }
     let walk = Walk::new([l]);
     // Strided walks run vectorized too: element functions such as `exp_f32`
     // use `mul_add`, a libm call outside an FMA function (exp of a
     // transposed view ran 60x slower than of a contiguous one, in a one-off
     // timing loop).
-    collect_chunks(n, |chunk, start| {
+    collect_chunks_if(par, n, |chunk, start| {
         vectorized(
             #[inline(always)]
             || strided1(&walk, chunk, start, src, &f),

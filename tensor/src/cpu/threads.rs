@@ -1,77 +1,67 @@
-//! The thread pool CPU kernels run on. It respects `RAYON_NUM_THREADS` and can
-//! be resized at run time with [`set_num_threads`].
+//! How many threads CPU kernels use, and the fork-join team they split their
+//! work over ([`super::team`]). The count respects `RAYON_NUM_THREADS` (the
+//! variable PyTorch-era tooling and rayon users already set), else the
+//! available parallelism, and is changed at run time with [`set_num_threads`].
 
+use super::team::Team;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
-/// The pool's thread count, kept beside it so kernels can ask on every call
-/// without the lock (0 until the pool exists).
+/// The thread count, readable without the lock (0 until first asked).
 static THREADS: AtomicUsize = AtomicUsize::new(0);
 
-fn pool_cell() -> &'static RwLock<Arc<rayon::ThreadPool>> {
-    static POOL: OnceLock<RwLock<Arc<rayon::ThreadPool>>> = OnceLock::new();
-    POOL.get_or_init(|| {
-        let n = std::env::var("RAYON_NUM_THREADS")
-            .ok()
-            .and_then(|v| v.parse::<usize>().ok())
-            .filter(|&n| n > 0)
-            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-        THREADS.store(n, Ordering::Relaxed);
-        RwLock::new(Arc::new(build(n)))
-    })
+fn default_threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
 }
 
-fn build(n: usize) -> rayon::ThreadPool {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
-        .thread_name(|i| format!("oar-cpu-{i}"))
-        .build()
-        .expect("failed to spawn CPU worker threads")
+fn team_cell() -> &'static RwLock<Arc<Team>> {
+    static TEAM: OnceLock<RwLock<Arc<Team>>> = OnceLock::new();
+    TEAM.get_or_init(|| RwLock::new(Arc::new(Team::new(num_threads()))))
+}
+
+/// The fork-join team of the kernels (see [`super::team`]).
+pub(crate) fn team() -> Arc<Team> {
+    team_cell().read().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 /// Number of threads CPU kernels use.
 pub fn num_threads() -> usize {
     match THREADS.load(Ordering::Relaxed) {
-        0 => pool_cell().read().unwrap_or_else(|e| e.into_inner()).current_num_threads(),
+        0 => {
+            let n = default_threads();
+            // A concurrent `set_num_threads` wins over the default.
+            match THREADS.compare_exchange(0, n, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => n,
+                Err(set) => set,
+            }
+        }
         n => n,
     }
 }
 
 /// Sets the number of threads CPU kernels use (at least 1).
 pub fn set_num_threads(n: usize) {
-    let pool = Arc::new(build(n.max(1)));
-    let mut cell = pool_cell().write().unwrap_or_else(|e| e.into_inner());
-    *cell = pool;
-    THREADS.store(n.max(1), Ordering::Relaxed);
-}
-
-/// Runs `f` inside the kernel pool, so rayon parallel iterators and gemm use it.
-pub(crate) fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    let pool = pool_cell().read().unwrap_or_else(|e| e.into_inner()).clone();
-    pool.install(f)
-}
-
-/// Runs `f` on the pool when `split` (it will fan out there), otherwise on the
-/// calling thread: handing work that stays on one thread to a worker and
-/// waiting for it is pure cost.
-pub(crate) fn install_if<R: Send>(split: bool, f: impl FnOnce() -> R + Send) -> R {
-    if split {
-        install(f)
-    } else {
-        f()
-    }
+    let n = n.max(1);
+    THREADS.store(n, Ordering::Relaxed);
+    let team = Arc::new(Team::new(n));
+    // The old team's helpers stop when the last job holding it is done.
+    *team_cell().write().unwrap_or_else(|e| e.into_inner()) = team;
 }
 
 /// Below this many elements, kernels of a few instructions per element
-/// (arithmetic, copies, sums, max) stay on the calling thread: the hand-off
-/// to the pool and back cost about 6-8 us on a 2-core host, and at 64K
-/// elements a 2-thread add, sum or max took longer than a 1-thread one (a
-/// one-off timing loop).
-const PAR_MIN_ELEMS: usize = 1 << 17;
+/// (arithmetic, copies, sums, max) stay on the calling thread. With rayon's
+/// hand-off (6-8 us, more on VMs) this was 128K; the team's spinning helpers
+/// take a job in well under a microsecond, and at 32K elements (PyTorch's
+/// grain size too) a 2-thread add is still ahead of a 1-thread one.
+const PAR_MIN_ELEMS: usize = 1 << 15;
 
 /// The same for kernels of tens of instructions per element (softmax's
 /// exponentials), where splitting pays off sooner.
-const PAR_MIN_ELEMS_HEAVY: usize = 1 << 15;
+const PAR_MIN_ELEMS_HEAVY: usize = 1 << 13;
 
 /// Whether a cheap kernel over `elems` elements should run on the pool:
 /// large enough, and the pool has more than one thread (a one-thread pool

@@ -18,8 +18,8 @@ mod avx2;
 mod avx512;
 
 use super::conv::{copy_row, Geom};
-use super::threads::{install, num_threads};
-use rayon::prelude::*;
+use super::team;
+use super::threads::num_threads;
 use std::mem::MaybeUninit;
 
 /// Output pixels per register tile.
@@ -131,7 +131,7 @@ pub(crate) fn conv2d_with(isa: Isa, x: &[f32], w: &[f32], bias: Option<&[f32]>, 
     };
     let spare = &mut out.spare_capacity_mut()[..n * o * l];
     if n > 1 && num_threads() > 1 {
-        install(|| spare.par_chunks_mut(o * l).enumerate().for_each_init(Buffers::default, per_image));
+        team::chunks_mut_init(true, spare, o * l, Buffers::default, |buf, i, dst| per_image(buf, (i, dst)));
     } else {
         let mut buf = Buffers::default();
         spare.chunks_mut(o * l).enumerate().for_each(|job| per_image(&mut buf, job));
@@ -144,7 +144,7 @@ pub(crate) fn conv2d_with(isa: Isa, x: &[f32], w: &[f32], bias: Option<&[f32]>, 
     out
 }
 
-/// Working memory reused across the images of one rayon job (one calloc per
+/// Working memory reused across the images one team participant takes (one calloc per
 /// image was a few percent of LeNet conv2).
 #[derive(Default)]
 struct Buffers {

@@ -24,8 +24,7 @@
 mod avx2;
 
 use super::matmul::MatRef;
-use super::threads::install;
-use rayon::prelude::*;
+use super::team;
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
@@ -158,14 +157,12 @@ unsafe fn run(
     };
     let parts = parts.min(blocks);
     let extent = if along_n { n } else { m };
-    install(|| {
-        (0..parts).into_par_iter().for_each(|t| {
-            let lo = (t * blocks / parts * unit).min(extent);
-            let hi = ((t + 1) * blocks / parts * unit).min(extent);
-            let (rows, cols) = if along_n { ((0, m), (lo, hi)) } else { ((lo, hi), (0, n)) };
-            // SAFETY: strips are disjoint blocks of c; the rest is the caller's guarantee.
-            with_buffers(|bufs| unsafe { block(p, rows, cols, k, bufs) });
-        })
+    team::for_each(true, parts, |t| {
+        let lo = (t * blocks / parts * unit).min(extent);
+        let hi = ((t + 1) * blocks / parts * unit).min(extent);
+        let (rows, cols) = if along_n { ((0, m), (lo, hi)) } else { ((lo, hi), (0, n)) };
+        // SAFETY: strips are disjoint blocks of c; the rest is the caller's guarantee.
+        with_buffers(|bufs| unsafe { block(p, rows, cols, k, bufs) });
     });
 }
 
