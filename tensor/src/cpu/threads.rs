@@ -1,6 +1,6 @@
 //! How many threads CPU kernels use, and the fork-join team they split their
-//! work over ([`super::team`]). The count respects `RAYON_NUM_THREADS` (the
-//! variable PyTorch-era tooling and rayon users already set), else the
+//! work over ([`super::team`]). The count respects `RAYON_NUM_THREADS` (kept
+//! from the rayon pool Oar used before the team), else the
 //! available parallelism, and is changed at run time with [`set_num_threads`].
 
 use super::team::Team;
@@ -43,7 +43,9 @@ pub fn num_threads() -> usize {
     }
 }
 
-/// Sets the number of threads CPU kernels use (at least 1).
+/// Sets the number of threads CPU kernels use (at least 1): the calling
+/// thread plus `n - 1` helper threads, started here, which spin for
+/// `OAR_SPIN_US` microseconds (default 200) after each kernel before parking.
 pub fn set_num_threads(n: usize) {
     let n = n.max(1);
     THREADS.store(n, Ordering::Relaxed);
