@@ -121,7 +121,7 @@ fn add_bias<T: GemmElem + std::ops::Add<Output = T>>(out: &mut [T], bias: Option
 
 /// Runs `per_image` on every image: in parallel over images when there are
 /// at least as many as threads, otherwise one at a time with each image's
-/// gemm (of size `mnk`) given the whole pool.
+/// gemm (of size `mnk`) given the whole team.
 fn over_images<T: Send>(
     out: &mut [T],
     img: usize,

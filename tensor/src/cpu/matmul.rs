@@ -141,7 +141,7 @@ pub(crate) unsafe fn gemm_raw<T: GemmElem>(
 
 /// `dst (m x n) = a (m x k) @ b (k x n)`, every matrix with arbitrary strides
 /// (`dst_strides` = (row stride, column stride)). `threads > 1` lets gemm split
-/// the product across the kernel pool.
+/// the product across the kernel team.
 ///
 /// # Safety
 /// `a`, `b` and `dst` must point to buffers in which every element addressed by
@@ -173,7 +173,7 @@ pub(crate) unsafe fn gemm_accumulate<T: GemmElem>(
     unsafe { gemm_call(dst, dst_strides, a, b, (m, n, k), 1, true) }
 }
 
-/// Whether a gemm of this size splits across the pool: below ~1M
+/// Whether a gemm of this size splits across the kernel team: below ~1M
 /// multiply-adds, splitting costs more than it saves.
 pub(super) fn gemm_is_parallel(threads: usize, m: usize, n: usize, k: usize) -> bool {
     threads > 1 && m * n * k >= 1 << 20
@@ -201,35 +201,56 @@ unsafe fn gemm_call<T: GemmElem>(
         // SAFETY: the caller's guarantee, passed on.
         return unsafe { gemm_serial(dst, dst_strides, a, b, (m, n, k), accumulate) };
     }
-    // Strips along the longer side of the output, one gemm each, on the
-    // kernel team: gemm's own rayon split paid two thread wake-ups per
-    // product (see `team`). Strip edges fall on 16-element boundaries.
-    const UNIT: usize = 16;
-    let along_n = n >= m;
-    let extent = if along_n { n } else { m };
-    let blocks = extent.div_ceil(UNIT);
-    let parts = threads.min(blocks);
+    // Strips of the output, one gemm each, on the kernel team: gemm's own
+    // rayon split paid two thread wake-ups per product (see `team`).
+    let strips = Strips::new((m, n), (16, 16), threads);
     let ptrs = Operands { dst, a, b };
-    super::team::for_each(true, parts, |t| {
+    super::team::for_each(true, strips.parts, |t| {
         let ptrs = &ptrs;
-        let lo = (t * blocks / parts * UNIT).min(extent);
-        let hi = ((t + 1) * blocks / parts * UNIT).min(extent);
-        let len = hi - lo;
-        // SAFETY: each strip is the caller's product restricted to output
-        // rows (or columns) lo..hi, so every element it addresses is one the
+        let ((r0, r1), (c0, c1)) = strips.strip(t);
+        // SAFETY: the strip is the caller's product restricted to output rows
+        // r0..r1 and columns c0..c1, so every element it addresses is one the
         // caller vouched for; distinct strips write disjoint parts of `dst`.
         unsafe {
-            if along_n {
-                let (d, bb) =
-                    (ptrs.dst.add(lo * dst_strides.1), MatRef { ptr: ptrs.b.ptr.add(lo * ptrs.b.cs), ..ptrs.b });
-                gemm_serial(d, dst_strides, ptrs.a, bb, (m, len, k), accumulate)
-            } else {
-                let (d, aa) =
-                    (ptrs.dst.add(lo * dst_strides.0), MatRef { ptr: ptrs.a.ptr.add(lo * ptrs.a.rs), ..ptrs.a });
-                gemm_serial(d, dst_strides, aa, ptrs.b, (len, n, k), accumulate)
-            }
+            let d = ptrs.dst.add(r0 * dst_strides.0 + c0 * dst_strides.1);
+            let a = MatRef { ptr: ptrs.a.ptr.add(r0 * ptrs.a.rs), ..ptrs.a };
+            let b = MatRef { ptr: ptrs.b.ptr.add(c0 * ptrs.b.cs), ..ptrs.b };
+            gemm_serial(d, dst_strides, a, b, (r1 - r0, c1 - c0, k), accumulate)
         }
     });
+}
+
+/// An `m x n` product's output cut into at most `threads` strips, along the
+/// side with more `mr x nr` register blocks, with edges on block boundaries.
+#[derive(Clone, Copy)]
+pub(super) struct Strips {
+    along_n: bool,
+    blocks: usize,
+    unit: usize,
+    m: usize,
+    n: usize,
+    /// How many strips there are (at most one per block).
+    pub(super) parts: usize,
+}
+
+impl Strips {
+    pub(super) fn new((m, n): (usize, usize), (mr, nr): (usize, usize), threads: usize) -> Self {
+        let (bm, bn) = (m.div_ceil(mr), n.div_ceil(nr));
+        let (along_n, blocks, unit) = if bn >= bm { (true, bn, nr) } else { (false, bm, mr) };
+        Strips { along_n, blocks, unit, m, n, parts: threads.min(blocks).max(1) }
+    }
+
+    /// Strip `t`'s output rows and columns, as `(start, end)` pairs.
+    pub(super) fn strip(&self, t: usize) -> ((usize, usize), (usize, usize)) {
+        let extent = if self.along_n { self.n } else { self.m };
+        let lo = (t * self.blocks / self.parts * self.unit).min(extent);
+        let hi = ((t + 1) * self.blocks / self.parts * self.unit).min(extent);
+        if self.along_n {
+            ((0, self.m), (lo, hi))
+        } else {
+            ((lo, hi), (0, self.n))
+        }
+    }
 }
 
 /// The operands of one product, shared by its strips.

@@ -26,7 +26,7 @@ use crate::op::{Op, TensorMeta};
 use crate::{Error, ErrorKind, Layout, Result};
 use std::borrow::Cow;
 
-/// The CPU backend. Stateless; the thread pool is process-wide.
+/// The CPU backend. Stateless; the kernel thread team is process-wide.
 #[derive(Debug, Default)]
 pub struct CpuBackend;
 

@@ -28,16 +28,12 @@ fn planes<T: Sync, U: Send>(
     if in_sz == 0 || out_sz == 0 {
         return;
     }
-    if worth_parallel(x.len()) {
-        let per = planes_per_task(in_sz);
-        team::chunks_mut(true, out, per * out_sz, |t, o| {
-            for (j, o) in o.chunks_mut(out_sz).enumerate() {
-                f(&x[(t * per + j) * in_sz..][..in_sz], o)
-            }
-        });
-    } else {
-        x.chunks(in_sz).zip(out.chunks_mut(out_sz)).for_each(|(a, b)| f(a, b));
-    }
+    let per = planes_per_task(in_sz);
+    team::chunks_mut(worth_parallel(x.len()), out, per * out_sz, |t, o| {
+        for (j, o) in o.chunks_mut(out_sz).enumerate() {
+            f(&x[(t * per + j) * in_sz..][..in_sz], o)
+        }
+    });
 }
 
 /// Sum of `src[rows, cols]` in a row-major plane of width `w`, in the accumulator type.
@@ -189,16 +185,7 @@ fn planes1<T: Sync, U: Send>(
     let n = x.len() / in_sz * out_sz;
     let mut a = Vec::with_capacity(n);
     let da = &mut a.spare_capacity_mut()[..n];
-    if worth_parallel(x.len()) {
-        let per = planes_per_task(in_sz);
-        team::chunks_mut(true, da, per * out_sz, |t, a| {
-            for (j, a) in a.chunks_exact_mut(out_sz).enumerate() {
-                f(&x[(t * per + j) * in_sz..][..in_sz], a)
-            }
-        });
-    } else {
-        x.chunks_exact(in_sz).zip(da.chunks_exact_mut(out_sz)).for_each(|(s, a)| f(s, a));
-    }
+    planes(x, in_sz, da, out_sz, f);
     // SAFETY: the `n / out_sz` output planes pair up with the `x.len() / in_sz`
     // input planes (the same count), so they cover `0..n`, and `f` writes every
     // element of the plane it is given.
@@ -218,19 +205,12 @@ fn planes2<T: Sync, U: Send, V: Send>(
     let n = x.len() / in_sz * out_sz;
     let (mut a, mut b) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let (da, db) = (&mut a.spare_capacity_mut()[..n], &mut b.spare_capacity_mut()[..n]);
-    if worth_parallel(x.len()) {
-        let per = planes_per_task(in_sz);
-        team::chunks_mut2(true, da, per * out_sz, db, per * out_sz, |t, a, b| {
-            for (j, (a, b)) in a.chunks_exact_mut(out_sz).zip(b.chunks_exact_mut(out_sz)).enumerate() {
-                f(&x[(t * per + j) * in_sz..][..in_sz], a, b)
-            }
-        });
-    } else {
-        x.chunks_exact(in_sz)
-            .zip(da.chunks_exact_mut(out_sz))
-            .zip(db.chunks_exact_mut(out_sz))
-            .for_each(|((s, a), b)| f(s, a, b));
-    }
+    let per = planes_per_task(in_sz);
+    team::chunks_mut2(worth_parallel(x.len()), da, per * out_sz, db, per * out_sz, |t, a, b| {
+        for (j, (a, b)) in a.chunks_exact_mut(out_sz).zip(b.chunks_exact_mut(out_sz)).enumerate() {
+            f(&x[(t * per + j) * in_sz..][..in_sz], a, b)
+        }
+    });
     // SAFETY: the `n / out_sz` output planes pair up with the `x.len() / in_sz`
     // input planes (the same count), so they cover `0..n`, and `f` writes every
     // element of the planes it is given.

@@ -65,9 +65,8 @@ const PAR_MIN_ELEMS: usize = 1 << 15;
 /// exponentials), where splitting pays off sooner.
 const PAR_MIN_ELEMS_HEAVY: usize = 1 << 13;
 
-/// Whether a cheap kernel over `elems` elements should run on the pool:
-/// large enough, and the pool has more than one thread (a one-thread pool
-/// gains nothing from the hand-off, which cost a [64, 1000] add half its time).
+/// Whether a cheap kernel over `elems` elements should split across the team:
+/// large enough, and the team has more than one thread.
 #[inline]
 pub(crate) fn worth_parallel(elems: usize) -> bool {
     elems >= PAR_MIN_ELEMS && num_threads() > 1

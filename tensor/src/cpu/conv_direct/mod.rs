@@ -125,17 +125,12 @@ pub(crate) fn conv2d_with(isa: Isa, x: &[f32], w: &[f32], bias: Option<&[f32]>, 
     if n * o * l == 0 {
         return out;
     }
-    let per_image = |buf: &mut Buffers, (i, dst): (usize, &mut [MaybeUninit<f32>])| {
+    let spare = &mut out.spare_capacity_mut()[..n * o * l];
+    let par = n > 1 && num_threads() > 1;
+    team::chunks_mut_init(par, spare, o * l, Buffers::default, |buf, i, dst| {
         let img = &x[i * d.c * d.h * d.w..][..d.c * d.h * d.w];
         image(isa, img, &wt, op, bias, d, buf, dst)
-    };
-    let spare = &mut out.spare_capacity_mut()[..n * o * l];
-    if n > 1 && num_threads() > 1 {
-        team::chunks_mut_init(true, spare, o * l, Buffers::default, |buf, i, dst| per_image(buf, (i, dst)));
-    } else {
-        let mut buf = Buffers::default();
-        spare.chunks_mut(o * l).enumerate().for_each(|job| per_image(&mut buf, job));
-    }
+    });
     // SAFETY: `image` wrote all `o * l` outputs of every image: the pixel
     // tiles' segments cover each row and their channel blocks every channel;
     // the channel tiles' pixel runs sum to each row's width and

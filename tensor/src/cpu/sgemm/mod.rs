@@ -23,7 +23,7 @@
 
 mod avx2;
 
-use super::matmul::MatRef;
+use super::matmul::{MatRef, Strips};
 use super::team;
 use std::cell::RefCell;
 use std::sync::OnceLock;
@@ -147,20 +147,9 @@ unsafe fn run(
         return with_buffers(|bufs| unsafe { block(p, (0, m), (0, n), k, bufs) });
     }
     // Strips along whichever side has more register blocks, aligned to them.
-    let (along_n, blocks, unit) = {
-        let (bn, bm) = (n.div_ceil(NR), m.div_ceil(MR));
-        if bn >= bm {
-            (true, bn, NR)
-        } else {
-            (false, bm, MR)
-        }
-    };
-    let parts = parts.min(blocks);
-    let extent = if along_n { n } else { m };
-    team::for_each(true, parts, |t| {
-        let lo = (t * blocks / parts * unit).min(extent);
-        let hi = ((t + 1) * blocks / parts * unit).min(extent);
-        let (rows, cols) = if along_n { ((0, m), (lo, hi)) } else { ((lo, hi), (0, n)) };
+    let strips = Strips::new((m, n), (MR, NR), parts);
+    team::for_each(true, strips.parts, |t| {
+        let (rows, cols) = strips.strip(t);
         // SAFETY: strips are disjoint blocks of c; the rest is the caller's guarantee.
         with_buffers(|bufs| unsafe { block(p, rows, cols, k, bufs) });
     });
