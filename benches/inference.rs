@@ -2,9 +2,14 @@
 //! `to_static` (traced, optimized, run by the executor).
 //!
 //! - `infer_f32/simple_cnn_bs1_{eager,static}`: the seed's SimpleCNN on `[1, 3, 32, 32]`
+//! - `infer_f32/simple_cnn_bs64_{eager,static}`: the same on `[64, 3, 32, 32]`
 //! - `infer_f32/lenet5_bs64_{eager,static}`: LeNet-5 on `[64, 1, 28, 28]`
+//! - `infer_f32/lenet5_bs256_{eager,static}`: LeNet-5 on `[256, 1, 28, 28]`
+//!   (issue 5 quotes its throughput in images per second: 256 / time)
 //!
-//! `benches/torch_ops.py` times PyTorch's eager forward under the `_eager` names.
+//! `benches/torch_ops.py` times PyTorch's eager forward under the `_eager`
+//! names, `torch.jit.trace` under `_jit_trace`, and trace + freeze +
+//! `optimize_for_inference` under `_static`.
 //! cargo bench --bench inference
 
 mod common;
@@ -40,6 +45,8 @@ fn main() {
     common::init("inference");
     let mut c = Criterion::default().configure_from_args();
     infer_bench(&mut c, "simple_cnn_bs1", &mut SimpleCnn::new().expect("model"), &[1, 3, 32, 32]);
+    infer_bench(&mut c, "simple_cnn_bs64", &mut SimpleCnn::new().expect("model"), &[64, 3, 32, 32]);
     infer_bench(&mut c, "lenet5_bs64", &mut LeNet5::new().expect("model"), &[64, 1, 28, 28]);
+    infer_bench(&mut c, "lenet5_bs256", &mut LeNet5::new().expect("model"), &[256, 1, 28, 28]);
     c.final_summary();
 }

@@ -344,6 +344,46 @@ def _mk():
     return infer(LeNet5(), (64, 1, 28, 28))
 
 
+# The shapes issue 5 quotes (../shared/reference/pytorch_bench.py sections b and c).
+@workload("infer_f32/simple_cnn_bs64_eager")
+def _mk():
+    return infer(SimpleCNN(), (64, 3, 32, 32))
+
+
+@workload("infer_f32/lenet5_bs256_eager")
+def _mk():
+    return infer(LeNet5(), (256, 1, 28, 28))
+
+
+# PyTorch's own static graphs. `_jit_trace` is torch.jit.trace; `_static` is
+# trace + freeze + optimize_for_inference (weights folded in, oneDNN layouts),
+# the closest counterpart of Oar's optimized `to_static`.
+def infer_jit(model, shape, frozen):
+    model.eval()
+    x = torch.randn(*shape)
+    with torch.no_grad():
+        graph = torch.jit.trace(model, x)
+        if frozen:
+            graph = torch.jit.optimize_for_inference(torch.jit.freeze(graph.eval()))
+        for _ in range(3):  # the profiling executor specializes on the first calls
+            graph(x)
+
+    def block(k):
+        with torch.no_grad():
+            for _ in range(k):
+                graph(x)
+    return block
+
+
+for _name, _cls, _shape in (("simple_cnn_bs1", SimpleCNN, (1, 3, 32, 32)),
+                            ("simple_cnn_bs64", SimpleCNN, (64, 3, 32, 32)),
+                            ("lenet5_bs256", LeNet5, (256, 1, 28, 28))):
+    for _suffix, _frozen in (("jit_trace", False), ("static", True)):
+        @workload(f"infer_f32/{_name}_{_suffix}")
+        def _mk(cls=_cls, shape=_shape, frozen=_frozen):
+            return infer_jit(cls(), shape, frozen)
+
+
 def main():
     print(f"# torch {torch.__version__} threads={torch.get_num_threads()} interop={torch.get_num_interop_threads()} "
           f"cpu_capability={torch.backends.cpu.get_cpu_capability()} mkldnn={torch.backends.mkldnn.is_available()} "
