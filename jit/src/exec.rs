@@ -1,13 +1,16 @@
 //! The executor: a graph lowered to a flat list of steps over value slots.
 //! Weights sit in their slots for the executor's lifetime; every other value
-//! is dropped right after its last reader (liveness), so its buffer returns
-//! to the allocator for the next op of the same run.
+//! is dropped right after its last reader (liveness). Each run happens inside
+//! one of the plan's [`BufferArena`]s, which keeps those freed buffers: the
+//! next op of the run, or the same op of the next run, takes a buffer of its
+//! exact size from there, so after the first run a plan allocates only the
+//! buffers of the outputs it returns.
 
 use crate::graph::{Def, Graph};
 use oar_tensor::op::{Op, TensorMeta};
-use oar_tensor::{Error, ErrorKind, Result, Tensor};
+use oar_tensor::{ArenaStats, BufferArena, Error, ErrorKind, Result, Tensor};
 use smallvec::SmallVec;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug)]
 struct Step {
@@ -28,6 +31,9 @@ pub struct Plan {
     outputs: Vec<usize>,
     /// Slots of outputs that are weights or inputs, which are never freed.
     slots: usize,
+    /// Idle arenas, one per run in flight at most (runs on several threads
+    /// each take their own).
+    arenas: Mutex<Vec<BufferArena>>,
 }
 
 impl Plan {
@@ -69,7 +75,7 @@ impl Plan {
         let inputs = graph.inputs.iter().map(|i| i.value.index()).collect();
         let outputs = graph.outputs.iter().map(|v| v.index()).collect();
         let slots = graph.values.len();
-        Ok(Arc::new(Plan { graph, steps, inputs, outputs, slots }))
+        Ok(Arc::new(Plan { graph, steps, inputs, outputs, slots, arenas: Mutex::default() }))
     }
 
     pub fn graph(&self) -> &Graph {
@@ -81,8 +87,44 @@ impl Plan {
         self.inputs.iter().map(|&i| &self.graph.values[i]).collect()
     }
 
+    /// What the idle arenas hold and did, summed: `allocated` counts the
+    /// buffers runs could not take from an arena.
+    pub fn arena_stats(&self) -> ArenaStats {
+        let arenas = self.arenas.lock().unwrap_or_else(|e| e.into_inner());
+        arenas.iter().map(BufferArena::stats).fold(ArenaStats::default(), |a, s| ArenaStats {
+            reused: a.reused + s.reused,
+            allocated: a.allocated + s.allocated,
+            kept: a.kept + s.kept,
+            kept_bytes: a.kept_bytes + s.kept_bytes,
+        })
+    }
+
+    /// Frees the buffers kept for later runs (the next run allocates again).
+    pub fn release_buffers(&self) {
+        self.arenas.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
     /// Runs the plan on `inputs` (shapes and dtypes as traced).
     pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        self.run_recycling(inputs, Vec::new())
+    }
+
+    /// [`Plan::run`], first dropping `previous` (the outputs of the last run,
+    /// say) inside the run's arena: buffers nobody else holds then serve
+    /// this run's outputs, so a caller that hands its outputs back each time
+    /// allocates nothing per run.
+    pub fn run_recycling(&self, inputs: &[Tensor], previous: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        let idle = self.arenas.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut arena = idle.unwrap_or_default();
+        let result = arena.scope(|| {
+            drop(previous);
+            self.run_steps(inputs)
+        });
+        self.arenas.lock().unwrap_or_else(|e| e.into_inner()).push(arena);
+        result
+    }
+
+    fn run_steps(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         if inputs.len() != self.inputs.len() {
             return Err(Error::invalid_arg(
                 "Plan::run",

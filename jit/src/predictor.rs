@@ -170,7 +170,9 @@ impl Predictor {
         Ok(InputHandle { predictor: self, index, shape })
     }
 
-    /// Runs the model on the inputs set so far.
+    /// Runs the model on the inputs set so far. The previous run's outputs
+    /// are dropped first and their buffers serve this run's: after the first
+    /// run, a run allocates no tensor buffer on the CPU.
     pub fn run(&mut self) -> Result<()> {
         let mut inputs = Vec::with_capacity(self.inputs.len());
         for (slot, input) in self.inputs.iter().zip(&self.plan.graph().inputs) {
@@ -182,7 +184,9 @@ impl Predictor {
                 }
             }
         }
-        self.outputs = self.plan.run(&inputs)?;
+        // The last run's outputs go back to the plan's arena (unless the
+        // caller still holds them), so this run's outputs reuse their buffers.
+        self.outputs = self.plan.run_recycling(&inputs, std::mem::take(&mut self.outputs))?;
         Ok(())
     }
 

@@ -55,15 +55,15 @@ enum Shared {
     Other(Arc<dyn BackendStorage>),
 }
 
-/// A host buffer that hands a small element buffer back for reuse when the
-/// last handle to it goes (see [`crate::cpu::small_bufs`]).
+/// A host buffer that hands its element buffer back for reuse when the last
+/// handle to it goes (see [`crate::cpu::BufferArena`]).
 #[derive(Debug)]
 struct CpuBuf(CpuStorage);
 
 impl Drop for CpuBuf {
     #[inline]
     fn drop(&mut self) {
-        self.0.recycle_small()
+        self.0.recycle()
     }
 }
 

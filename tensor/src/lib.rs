@@ -37,7 +37,7 @@ pub mod record;
 mod shape;
 mod tensor;
 
-pub use cpu::{num_threads, set_num_threads, CpuStorage};
+pub use cpu::{num_threads, set_num_threads, ArenaStats, BufferArena, CpuStorage};
 pub use device::{Backend, BackendStorage, Device, DeviceLocation, OpInput, Storage, Storages};
 pub use dtype::{DType, Float, FloatDType, WithDType};
 pub use error::{Error, ErrorKind, Result};

@@ -157,7 +157,7 @@ pub(super) fn conv2d_typed<T: GemmElem + std::ops::Add<Output = T>>(
     let (cg, og) = (g.c / g.groups, g.o / g.groups);
     let (k, l) = (cg * g.kh * g.kw, g.oh * g.ow);
     let pointwise = g.kh == 1 && g.kw == 1 && g.stride == [1, 1] && g.pad == [0, 0];
-    let mut out = vec![T::zero(); n * g.o * l];
+    let mut out = super::arena::filled(n * g.o * l, T::zero());
     if out.is_empty() {
         return out;
     }

@@ -309,7 +309,7 @@ fn matmul_gemm<T: GemmElem>(a: &[T], b: &[T], plan: &MatmulPlan) -> Vec<T> {
     }
     // gemm with beta = 0 writes every destination element without reading it,
     // so the buffer needs no zero fill (a memset that cost 3% of an MLP step).
-    let mut out = Vec::<T>::with_capacity(len);
+    let mut out = super::arena::with_capacity::<T>(len);
     let spare = &mut out.spare_capacity_mut()[..len];
     let threads = num_threads();
     let run = |dst: &mut [MaybeUninit<T>], (oa, ob): (usize, usize), threads: usize| {
@@ -334,7 +334,7 @@ fn matmul_gemm<T: GemmElem>(a: &[T], b: &[T], plan: &MatmulPlan) -> Vec<T> {
 
 fn matmul_naive<T: WithDType>(a: &[T], b: &[T], plan: &MatmulPlan) -> Vec<T> {
     let MatmulPlan { m, n, k, .. } = *plan;
-    let mut out = Vec::with_capacity(plan.offsets.len() * m * n);
+    let mut out = super::arena::with_capacity(plan.offsets.len() * m * n);
     for &(oa, ob) in &plan.offsets {
         for i in 0..m {
             for j in 0..n {

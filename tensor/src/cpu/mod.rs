@@ -1,6 +1,7 @@
 //! The CPU backend: team-parallel kernels, gemm matrix products, im2col convolution.
 
 pub(crate) mod alloc;
+mod arena;
 mod conv;
 #[cfg(target_arch = "x86_64")]
 mod conv_direct;
@@ -18,6 +19,7 @@ mod strided;
 mod team;
 mod threads;
 
+pub use arena::{ArenaStats, BufferArena};
 pub use storage::CpuStorage;
 pub use threads::{num_threads, set_num_threads};
 

@@ -183,7 +183,7 @@ fn planes1<T: Sync, U: Send>(
     f: impl Fn(&[T], &mut [MaybeUninit<U>]) + Sync + Send,
 ) -> Vec<U> {
     let n = x.len() / in_sz * out_sz;
-    let mut a = Vec::with_capacity(n);
+    let mut a = super::arena::with_capacity(n);
     let da = &mut a.spare_capacity_mut()[..n];
     planes(x, in_sz, da, out_sz, f);
     // SAFETY: the `n / out_sz` output planes pair up with the `x.len() / in_sz`
@@ -203,7 +203,7 @@ fn planes2<T: Sync, U: Send, V: Send>(
     f: impl Fn(&[T], &mut [MaybeUninit<U>], &mut [MaybeUninit<V>]) + Sync + Send,
 ) -> (Vec<U>, Vec<V>) {
     let n = x.len() / in_sz * out_sz;
-    let (mut a, mut b) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut a, mut b) = (super::arena::with_capacity(n), super::arena::with_capacity(n));
     let (da, db) = (&mut a.spare_capacity_mut()[..n], &mut b.spare_capacity_mut()[..n]);
     let per = planes_per_task(in_sz);
     team::chunks_mut2(worth_parallel(x.len()), da, per * out_sz, db, per * out_sz, |t, a, b| {
@@ -443,7 +443,7 @@ fn avg_pool_general<T: FloatDType>(v: &[T], l: &Layout, p: &AvgPool2dParams, out
     let x = contiguous(v, l);
     let [_, _, h, w] = dims4(l.shape());
     let [_, _, oh, ow] = dims4(out);
-    let mut res = vec![T::zero(); out.numel()];
+    let mut res = super::arena::filled(out.numel(), T::zero());
     planes(&x, h * w, &mut res, oh * ow, |src, dst| {
         for oy in 0..oh {
             for ox in 0..ow {
@@ -517,7 +517,7 @@ pub(crate) fn adaptive_avg_pool2d(s: &CpuStorage, l: &Layout, out: &Shape) -> Re
         let x = contiguous(v, l);
         let [_, _, h, w] = dims4(l.shape());
         let [_, _, oh, ow] = dims4(out);
-        let mut res = vec![T::zero(); out.numel()];
+        let mut res = super::arena::filled(out.numel(), T::zero());
         planes(&x, h * w, &mut res, oh * ow, |src, dst| {
             for oy in 0..oh {
                 let (ys, ye) = (oy * h / oh, ((oy + 1) * h).div_ceil(oh));

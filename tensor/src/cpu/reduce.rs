@@ -32,7 +32,7 @@ fn per_row<T: Sync, U: Send>(data: &[T], rows: usize, rlen: usize, f: impl Fn(&[
         // Tasks of whole rows, about 16K elements each: a claim per short row
         // would cost more than the row.
         let per_task = (16_384 / rlen).max(1);
-        let mut out: Vec<U> = Vec::with_capacity(rows);
+        let mut out: Vec<U> = super::arena::with_capacity(rows);
         team::chunks_mut(true, &mut out.spare_capacity_mut()[..rows], per_task, |t, slots| {
             for (j, slot) in slots.iter_mut().enumerate() {
                 slot.write(f(&data[(t * per_task + j) * rlen..][..rlen]));
@@ -42,7 +42,9 @@ fn per_row<T: Sync, U: Send>(data: &[T], rows: usize, rlen: usize, f: impl Fn(&[
         unsafe { out.set_len(rows) };
         out
     } else {
-        data.chunks(rlen).map(f).collect()
+        let mut out = super::arena::with_capacity(rows);
+        out.extend(data.chunks(rlen).map(f));
+        out
     }
 }
 
@@ -449,7 +451,7 @@ pub(crate) fn softmax(s: &CpuStorage, l: &Layout, dim: usize, log: bool) -> Resu
         let inner: usize = dims[dim + 1..].iter().product();
         let block = d * inner;
         let n = data.len();
-        let mut out: Vec<T> = Vec::with_capacity(n);
+        let mut out: Vec<T> = super::arena::with_capacity(n);
         if block == 0 {
             return out;
         }

@@ -74,11 +74,12 @@ impl CpuStorage {
         self.len() == 0
     }
 
-    /// Hands a small element buffer to this thread's cache for reuse, leaving
-    /// this storage empty (see [`super::small_bufs`]); larger ones stay.
+    /// Hands the element buffer to this thread's small-buffer cache or its
+    /// installed arena for reuse, leaving this storage empty (see
+    /// [`super::arena`]); with neither taking it, the buffer stays.
     #[inline]
-    pub(crate) fn recycle_small(&mut self) {
-        with_storage!(self, v => super::small_bufs::recycle(v))
+    pub(crate) fn recycle(&mut self) {
+        with_storage!(self, v => super::arena::recycle(v))
     }
 
     /// The inner vector, if `T` is this storage's element type.

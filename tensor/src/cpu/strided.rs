@@ -124,7 +124,7 @@ fn collect_chunks<U: Send>(n: usize, fill: impl Fn(&mut [MaybeUninit<U>], usize)
 
 /// [`collect_chunks`], in parallel when `par`.
 fn collect_chunks_if<U: Send>(par: bool, n: usize, fill: impl Fn(&mut [MaybeUninit<U>], usize) + Sync) -> Vec<U> {
-    let mut out = super::small_bufs::with_capacity(n);
+    let mut out = super::arena::with_capacity(n);
     let buf = &mut out.spare_capacity_mut()[..n];
     if par {
         let chunk = chunk_len(n);

@@ -113,7 +113,7 @@ pub(crate) fn conv2d_with(isa: Isa, x: &[f32], w: &[f32], bias: Option<&[f32]>, 
     // Weights as [c, kh, kw, o_padded]: the 8 channels of a tile are adjacent.
     let op = o.div_ceil(OB) * OB;
     let taps = d.c * d.kh * d.kw;
-    let mut wt = vec![0f32; taps * op];
+    let mut wt = crate::cpu::arena::filled(taps * op, 0f32);
     for oc in 0..o {
         for t in 0..taps {
             wt[t * op + oc] = w[oc * taps + t];
@@ -121,33 +121,65 @@ pub(crate) fn conv2d_with(isa: Isa, x: &[f32], w: &[f32], bias: Option<&[f32]>, 
     }
     // Left uninitialized: the kernels write every element exactly once, and
     // zeroing first would be a serial pass over the whole output.
-    let mut out = Vec::with_capacity(n * o * l);
+    let mut out = crate::cpu::arena::with_capacity(n * o * l);
     if n * o * l == 0 {
         return out;
     }
     let spare = &mut out.spare_capacity_mut()[..n * o * l];
     let par = n > 1 && num_threads() > 1;
-    team::chunks_mut_init(par, spare, o * l, Buffers::default, |buf, i, dst| {
+    team::chunks_mut(par, spare, o * l, |i, dst| {
         let img = &x[i * d.c * d.h * d.w..][..d.c * d.h * d.w];
-        image(isa, img, &wt, op, bias, d, buf, dst)
+        Buffers::with(|buf| image(isa, img, &wt, op, bias, d, buf, dst))
     });
     // SAFETY: `image` wrote all `o * l` outputs of every image: the pixel
     // tiles' segments cover each row and their channel blocks every channel;
     // the channel tiles' pixel runs sum to each row's width and
     // `transpose_out` stores all `l` pixels of every 16-channel block.
     unsafe { out.set_len(n * o * l) };
+    crate::cpu::arena::recycle(&mut wt);
     out
 }
 
-/// Working memory reused across the images one team participant takes (one calloc per
-/// image was a few percent of LeNet conv2).
+/// Working memory of one thread, reused across the images it takes and
+/// across calls (one calloc per image was a few percent of LeNet conv2, and
+/// one per call was most of what a static graph run still allocated).
 #[derive(Default)]
 struct Buffers {
     /// The image inside its zero border and row slack. Images only rewrite
     /// the interior, so the border stays zero.
     padded: Vec<f32>,
+    /// `(c, h, w, pad)` of the images `padded` holds: another geometry moves
+    /// the border, so it is zeroed again.
+    padded_for: Option<(usize, usize, usize, [usize; 2])>,
     /// Channel tiles' outputs for one 16-channel block, pixel-major.
     by_pixel: Vec<[f32; SEG]>,
+}
+
+/// Buffers above this many bytes are not kept between calls.
+const KEEP_BYTES: usize = 4 << 20;
+
+thread_local! {
+    static BUFFERS: std::cell::RefCell<Buffers> = std::cell::RefCell::new(Buffers::default());
+}
+
+impl Buffers {
+    /// Runs `f` on this thread's buffers (fresh ones if they are in use or
+    /// gone), then drops any grown past [`KEEP_BYTES`].
+    fn with<R>(f: impl FnOnce(&mut Buffers) -> R) -> R {
+        let mut f = Some(f);
+        let kept = BUFFERS.try_with(|b| {
+            let mut b = b.try_borrow_mut().ok()?;
+            let r = (f.take().expect("called once"))(&mut b);
+            if b.padded.capacity() * 4 > KEEP_BYTES || b.by_pixel.capacity() * 4 * SEG > KEEP_BYTES {
+                *b = Buffers::default();
+            }
+            Some(r)
+        });
+        match kept.ok().flatten() {
+            Some(r) => r,
+            None => (f.take().expect("not called yet"))(&mut Buffers::default()),
+        }
+    }
 }
 
 // The image's inputs, its tiles' shared state and its output, all needed.
@@ -173,6 +205,11 @@ fn image(
         return image_by_channels(isa, at, bias, &mut buf.by_pixel, dst);
     }
     let (ph, pw) = (d.padded_h(), d.padded_w());
+    let geometry = Some((d.c, d.h, d.w, d.pad));
+    if buf.padded_for != geometry {
+        buf.padded.clear();
+        buf.padded_for = geometry;
+    }
     buf.padded.resize(d.c * ph * pw, 0.0);
     for c in 0..d.c {
         for y in 0..d.h {
