@@ -12,7 +12,7 @@
 //!   folding, batch-norm folding into convolutions), verifying after each.
 //! - [`Plan`] runs it as a flat list of steps, freeing each intermediate after
 //!   its last reader.
-//! - [`TrainStep`] traces forward, loss, backward and an SGD update into
+//! - [`TrainStep`] traces forward, loss, backward and an SGD or Adam update into
 //!   one graph and trains by running it.
 //! - [`save`] / [`load`] write and validate a model directory (`model.json` +
 //!   `weights.safetensors`); a [`Predictor`] serves it.

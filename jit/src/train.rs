@@ -1,41 +1,84 @@
 //! A whole training step as a static graph: forward, loss, backward (the
-//! autograd rules are ordinary ops, so the trace records them) and an SGD
-//! update. The graph's inputs are the batch, the parameters and the momentum
-//! buffers; its outputs the loss and their updated values, which the next
-//! step feeds back in.
+//! autograd rules are ordinary ops, so the trace records them) and an SGD or
+//! Adam update. The graph's inputs are the batch, the parameters and the
+//! optimizer state; its outputs the loss and their updated values, which the
+//! next step feeds back in.
 
 use crate::exec::Plan;
 use crate::graph::Graph;
 use crate::passes::{optimize, OptLevel};
 use crate::trace::trace;
 use oar_autograd::BackwardOptions;
-use oar_nn::optim::SgdConfig;
+use oar_nn::optim::{AdamConfig, SgdConfig};
 use oar_nn::{Forward, Module, Param};
-use oar_tensor::{Error, Result, Tensor};
+use oar_tensor::{DType, Error, Result, Shape, Tensor};
 use std::sync::Arc;
 
 /// The loss of a traced step: model output and targets to a scalar.
 pub type LossFn<'a> = dyn Fn(&Tensor, &Tensor) -> Result<Tensor> + 'a;
 
-/// A traced SGD training step (momentum, dampening, Nesterov, weight decay
-/// and maximize as [`oar_nn::optim::Sgd`], computed with the same ops in the
-/// same order, so it reproduces eager training).
+/// The update a step applies: one parameter group, fixed hyperparameters.
+#[derive(Clone, Copy, Debug)]
+enum Rule {
+    Sgd(SgdConfig),
+    /// Adam, or AdamW when `decoupled`.
+    Adam {
+        cfg: AdamConfig,
+        decoupled: bool,
+    },
+}
+
+impl Rule {
+    /// Optimizer state tensors per parameter (momentum; or first and second
+    /// moments, and the running maximum with AMSGrad).
+    fn state_kinds(&self) -> usize {
+        match self {
+            Rule::Sgd(c) => usize::from(c.momentum != 0.0),
+            Rule::Adam { cfg, .. } => 2 + usize::from(cfg.amsgrad),
+        }
+    }
+
+    /// Values of the graph's trailing scalar inputs at step `t` (1-based):
+    /// what Adam's bias correction computes on the host, so that one graph
+    /// serves every step.
+    fn scalars(&self, t: u64) -> Vec<f64> {
+        match self {
+            Rule::Sgd(_) => Vec::new(),
+            Rule::Adam { cfg, .. } => {
+                let (b1, b2) = cfg.betas;
+                let t = t as f64;
+                // Adam's `bias2_sqrt` and `lr / bias1`, as oar_nn computes them.
+                vec![(1.0 - b2.powf(t)).sqrt(), cfg.lr / (1.0 - b1.powf(t))]
+            }
+        }
+    }
+}
+
+/// A traced training step: SGD (momentum, dampening, Nesterov, weight decay
+/// and maximize as [`oar_nn::optim::Sgd`]) or Adam/AdamW (weight decay,
+/// AMSGrad and maximize as [`oar_nn::optim::Adam`]), computed with the same
+/// ops in the same order, so it reproduces eager training.
 ///
-/// SGD's first step sets each momentum buffer to the gradient rather than
-/// updating it, so with momentum there are two graphs: the first step's
-/// (no buffers in) and the steady one's.
+/// An optimizer's first step creates its state (SGD sets the momentum buffer
+/// to the gradient, Adam starts its moments from zero) rather than updating
+/// it, so with state there are two graphs: the first step's (no state in)
+/// and the steady one's. Adam's bias corrections depend on the step count;
+/// they enter the graph as two scalar inputs computed per step.
 pub struct TrainStep {
-    cfg: SgdConfig,
+    rule: Rule,
     names: Vec<String>,
     first: Arc<Plan>,
     steady: Option<Arc<Plan>>,
     params: Vec<Tensor>,
-    buffers: Option<Vec<Tensor>>,
-    steps: usize,
+    /// `state_kinds` groups of one tensor per parameter, kind by kind.
+    state: Option<Vec<Tensor>>,
+    /// Dtype of the scalar inputs: the parameters'.
+    dtype: DType,
+    steps: u64,
 }
 
 impl TrainStep {
-    /// Traces the step of `module` on the batch `(x, y)` (its shapes and
+    /// Traces the SGD step of `module` on the batch `(x, y)` (its shapes and
     /// dtypes are the ones every later batch must have). The module is left
     /// as it was; call [`TrainStep::write_back`] to store trained values.
     ///
@@ -48,9 +91,42 @@ impl TrainStep {
         x: &Tensor,
         y: &Tensor,
     ) -> Result<TrainStep> {
+        TrainStep::new("TrainStep::sgd", module, loss, Rule::Sgd(cfg), x, y)
+    }
+
+    /// [`TrainStep::sgd`] with Adam's update ([`oar_nn::optim::Adam`]).
+    pub fn adam<M: Module + Forward + ?Sized>(
+        module: &M,
+        loss: &LossFn<'_>,
+        cfg: AdamConfig,
+        x: &Tensor,
+        y: &Tensor,
+    ) -> Result<TrainStep> {
+        TrainStep::new("TrainStep::adam", module, loss, Rule::Adam { cfg, decoupled: false }, x, y)
+    }
+
+    /// [`TrainStep::sgd`] with AdamW's update ([`oar_nn::optim::AdamW`]).
+    pub fn adamw<M: Module + Forward + ?Sized>(
+        module: &M,
+        loss: &LossFn<'_>,
+        cfg: AdamConfig,
+        x: &Tensor,
+        y: &Tensor,
+    ) -> Result<TrainStep> {
+        TrainStep::new("TrainStep::adamw", module, loss, Rule::Adam { cfg, decoupled: true }, x, y)
+    }
+
+    fn new<M: Module + Forward + ?Sized>(
+        op: &'static str,
+        module: &M,
+        loss: &LossFn<'_>,
+        rule: Rule,
+        x: &Tensor,
+        y: &Tensor,
+    ) -> Result<TrainStep> {
         if let Some((name, _)) = module.named_buffers().first() {
             return Err(Error::invalid_arg(
-                "TrainStep::sgd",
+                op,
                 format!("the module has buffers (`{name}`); traced steps do not update buffers yet"),
             ));
         }
@@ -58,14 +134,23 @@ impl TrainStep {
         let names = named.iter().map(|(n, _)| n.clone()).collect();
         let params: Vec<Param> = named.into_iter().map(|(_, p)| p).collect();
         let values: Vec<Tensor> = params.iter().map(Param::get).collect();
-        let first = compile(module, loss, cfg, &params, x, y, None)?;
-        let steady = if cfg.momentum != 0.0 {
+        let dtype = values.first().map_or(DType::F32, Tensor::dtype);
+        if let Some(other) = values.iter().find(|v| v.dtype() != dtype) {
+            return Err(Error::invalid_arg(
+                op,
+                format!("the parameters mix dtypes ({dtype} and {}); a traced step takes one", other.dtype()),
+            ));
+        }
+        let scalars = scalar_inputs(&rule, 1, dtype)?;
+        let first = compile(module, loss, rule, &params, x, y, None, &scalars)?;
+        let steady = if rule.state_kinds() > 0 {
             let zeros = values.iter().map(Tensor::zeros_like).collect::<Result<Vec<_>>>()?;
-            Some(compile(module, loss, cfg, &params, x, y, Some(&zeros))?)
+            let state: Vec<Tensor> = (0..rule.state_kinds()).flat_map(|_| zeros.iter().cloned()).collect();
+            Some(compile(module, loss, rule, &params, x, y, Some(&state), &scalars)?)
         } else {
             None
         };
-        Ok(TrainStep { cfg, names, first, steady, params: values, buffers: None, steps: 0 })
+        Ok(TrainStep { rule, names, first, steady, params: values, state: None, dtype, steps: 0 })
     }
 
     /// Runs one step on a batch; returns the loss (before the update).
@@ -73,18 +158,19 @@ impl TrainStep {
         let n = self.params.len();
         let mut inputs = vec![x.clone(), y.clone()];
         inputs.extend(self.params.iter().cloned());
-        let plan = match (&self.buffers, &self.steady) {
+        let plan = match (&self.state, &self.steady) {
             (Some(b), Some(steady)) => {
                 inputs.extend(b.iter().cloned());
                 steady
             }
             _ => &self.first,
         };
+        inputs.extend(scalar_inputs(&self.rule, self.steps + 1, self.dtype)?);
         let mut out = plan.run(&inputs)?.into_iter();
         let loss = out.next().expect("the loss is output 0");
         self.params = out.by_ref().take(n).collect();
-        if self.cfg.momentum != 0.0 {
-            self.buffers = Some(out.collect());
+        if self.rule.state_kinds() > 0 {
+            self.state = Some(out.collect());
         }
         self.steps += 1;
         Ok(loss)
@@ -107,33 +193,42 @@ impl TrainStep {
         &self.params
     }
 
-    /// The steady-state step graph (the first step's when without momentum).
+    /// The steady-state step graph (the first step's when without state).
     pub fn graph(&self) -> &Graph {
         self.steady.as_ref().unwrap_or(&self.first).graph()
     }
 
     pub fn steps(&self) -> usize {
-        self.steps
+        self.steps as usize
     }
 }
 
-/// Traces one step; `buffers` are momentum buffers (steady step) or `None`.
+/// The rule's scalar graph inputs for step `t`, as 0-d tensors of `dtype`.
+fn scalar_inputs(rule: &Rule, t: u64, dtype: DType) -> Result<Vec<Tensor>> {
+    let cpu = oar_tensor::Device::cpu();
+    rule.scalars(t).into_iter().map(|v| Tensor::full(Shape::scalar(), v, dtype, &cpu)).collect()
+}
+
+/// Traces one step; `state` is the optimizer state (steady step) or `None`.
+#[allow(clippy::too_many_arguments)] // the step's parts, all needed
 fn compile<M: Module + Forward + ?Sized>(
     module: &M,
     loss: &LossFn<'_>,
-    cfg: SgdConfig,
+    rule: Rule,
     params: &[Param],
     x: &Tensor,
     y: &Tensor,
-    buffers: Option<&[Tensor]>,
+    state: Option<&[Tensor]>,
+    scalars: &[Tensor],
 ) -> Result<Arc<Plan>> {
     let originals: Vec<Tensor> = params.iter().map(Param::get).collect();
     let mut inputs = vec![x.clone(), y.clone()];
     inputs.extend(originals.iter().map(|p| p.with_requires_grad(true)).collect::<Result<Vec<_>>>()?);
-    if let Some(b) = buffers {
+    if let Some(b) = state {
         inputs.extend(b.iter().cloned());
     }
-    let n = params.len();
+    inputs.extend(scalars.iter().cloned());
+    let (n, kinds) = (params.len(), rule.state_kinds());
     let result = trace(&inputs, &[], |ins| {
         // The module reads the trace's parameter leaves (same buffers).
         for (p, v) in params.iter().zip(&ins[2..2 + n]) {
@@ -147,27 +242,41 @@ fn compile<M: Module + Forward + ?Sized>(
         let refs: Vec<&Tensor> = leaves.iter().collect();
         let grads =
             oar_autograd::grad(&[&l], &refs, None, BackwardOptions { retain_graph: true, create_graph: false })?;
-        let bufs_in = buffers.map(|_| &ins[2 + n..]);
+        let state_in = state.map(|_| &ins[2 + n..2 + n + kinds * n]);
+        let scalars_in = &ins[ins.len() - scalars.len()..];
         let mut new_params = Vec::with_capacity(n);
-        let mut new_bufs = Vec::with_capacity(n);
+        let mut new_state: Vec<Vec<Tensor>> = vec![Vec::with_capacity(n); kinds];
         for (i, (p, g)) in leaves.iter().zip(grads).enumerate() {
+            let old: Option<Vec<&Tensor>> = state_in.map(|s| (0..kinds).map(|k| &s[k * n + i]).collect());
             let Some(grad) = g else {
+                // No gradient: the parameter and its state stay as they are.
                 new_params.push(p.detach());
-                new_bufs.push(match bufs_in {
-                    Some(b) => b[i].clone(),
-                    None => p.zeros_like()?,
-                });
+                for (k, st) in new_state.iter_mut().enumerate() {
+                    st.push(match &old {
+                        Some(o) => o[k].clone(),
+                        None => p.zeros_like()?,
+                    });
+                }
                 continue;
             };
-            let (p_new, buf) = sgd_update(&cfg, &p.detach(), &grad, bufs_in.map(|b| &b[i]))?;
+            let p = p.detach();
+            let (p_new, st) = match rule {
+                Rule::Sgd(c) => {
+                    let (p_new, buf) = sgd_update(&c, &p, &grad, old.as_ref().map(|o| o[0]))?;
+                    (p_new, buf.into_iter().collect())
+                }
+                Rule::Adam { cfg, decoupled } => {
+                    adam_update(&cfg, decoupled, &p, &grad, old.as_deref(), [&scalars_in[0], &scalars_in[1]])?
+                }
+            };
             new_params.push(p_new);
-            new_bufs.push(buf.unwrap_or(grad));
+            for (k, t) in st.into_iter().enumerate().take(kinds) {
+                new_state[k].push(t);
+            }
         }
         let mut outs = vec![l];
         outs.extend(new_params);
-        if cfg.momentum != 0.0 {
-            outs.extend(new_bufs);
-        }
+        outs.extend(new_state.into_iter().flatten());
         Ok(outs)
     });
     for (p, v) in params.iter().zip(&originals) {
@@ -176,6 +285,55 @@ fn compile<M: Module + Forward + ?Sized>(
     let mut graph = result?;
     optimize(&mut graph, OptLevel::O1)?;
     Plan::new(graph)
+}
+
+/// `oar_nn::optim::Adam::step` (or AdamW's) for one parameter, op for op,
+/// with the bias corrections read from the graph's scalar inputs
+/// (`bias2_sqrt`, `lr / bias1`). A scalar op `x / s` rounds `s` to `x`'s
+/// dtype and divides, which is what dividing by a 0-d tensor holding `s`
+/// does, so the results are the eager ones bit for bit. Returns the new
+/// parameter and `[m, v]` (and the running maximum with AMSGrad).
+fn adam_update(
+    c: &AdamConfig,
+    decoupled: bool,
+    p: &Tensor,
+    grad: &Tensor,
+    old: Option<&[&Tensor]>,
+    [bias2_sqrt, step_size]: [&Tensor; 2],
+) -> Result<(Tensor, Vec<Tensor>)> {
+    let (b1, b2) = c.betas;
+    let mut grad = if c.maximize { grad.neg()? } else { grad.clone() };
+    let mut p = p.clone();
+    if c.weight_decay != 0.0 {
+        if decoupled {
+            p = p.mul_scalar(1.0 - c.lr * c.weight_decay)?;
+        } else {
+            grad = grad.add(&p.mul_scalar(c.weight_decay)?)?;
+        }
+    }
+    let m = match old {
+        Some(o) => o[0].add(&grad.sub(o[0])?.mul_scalar(1.0 - b1)?)?,
+        None => grad.mul_scalar(1.0 - b1)?,
+    };
+    let g2 = grad.square()?.mul_scalar(1.0 - b2)?;
+    let v = match old {
+        Some(o) => o[1].mul_scalar(b2)?.add(&g2)?,
+        None => g2,
+    };
+    let mut state = vec![m.clone(), v.clone()];
+    let second = if c.amsgrad {
+        let vmax = match old {
+            Some(o) => o[2].maximum(&v)?,
+            None => v.clone(),
+        };
+        state.push(vmax.clone());
+        vmax
+    } else {
+        v
+    };
+    let denom = second.sqrt()?.div(bias2_sqrt)?.add_scalar(c.eps)?;
+    let next = p.sub(&m.div(&denom)?.mul(step_size)?)?;
+    Ok((next, state))
 }
 
 /// `oar_nn::optim::Sgd::step` for one parameter, op for op.
