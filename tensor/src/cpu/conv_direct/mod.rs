@@ -232,7 +232,6 @@ fn image(
         Isa::Avx512 => (OB, 2),
         Isa::Avx2 => (avx2::OB2, 1),
     };
-    let mut acc = [[[0f32; SEG]; OB]; 2];
     for oy in 0..d.oh {
         for x0 in (0..d.ow).step_by(max_segs * SEG) {
             let segs = if max_segs == 2 && d.ow - x0 > SEG { 2 } else { 1 };
@@ -242,48 +241,33 @@ fn image(
                 // SAFETY (each arm): `conv2d_with` checked that the CPU has the
                 // tiles' features before any image runs. A partial last block
                 // only does the FMAs of its real channels.
+                let io = (bias, &mut *dst);
                 macro_rules! tile512 {
                     ($s:literal) => {
                         match left {
-                            1 => unsafe { avx512::tile::<1, $s>(padded, wt, op, d, at, &mut acc) },
-                            2 => unsafe { avx512::tile::<2, $s>(padded, wt, op, d, at, &mut acc) },
-                            3 => unsafe { avx512::tile::<3, $s>(padded, wt, op, d, at, &mut acc) },
-                            4 => unsafe { avx512::tile::<4, $s>(padded, wt, op, d, at, &mut acc) },
-                            5 => unsafe { avx512::tile::<5, $s>(padded, wt, op, d, at, &mut acc) },
-                            6 => unsafe { avx512::tile::<6, $s>(padded, wt, op, d, at, &mut acc) },
-                            7 => unsafe { avx512::tile::<7, $s>(padded, wt, op, d, at, &mut acc) },
-                            _ => unsafe { avx512::tile::<OB, $s>(padded, wt, op, d, at, &mut acc) },
+                            1 => unsafe { avx512::tile::<1, $s>(padded, wt, op, d, at, io) },
+                            2 => unsafe { avx512::tile::<2, $s>(padded, wt, op, d, at, io) },
+                            3 => unsafe { avx512::tile::<3, $s>(padded, wt, op, d, at, io) },
+                            4 => unsafe { avx512::tile::<4, $s>(padded, wt, op, d, at, io) },
+                            5 => unsafe { avx512::tile::<5, $s>(padded, wt, op, d, at, io) },
+                            6 => unsafe { avx512::tile::<6, $s>(padded, wt, op, d, at, io) },
+                            7 => unsafe { avx512::tile::<7, $s>(padded, wt, op, d, at, io) },
+                            _ => unsafe { avx512::tile::<OB, $s>(padded, wt, op, d, at, io) },
                         }
                     };
                 }
+                // The tiles add the bias and store their outputs themselves.
                 match (isa, segs) {
                     (Isa::Avx512, 2) => tile512!(2),
                     (Isa::Avx512, _) => tile512!(1),
-                    (Isa::Avx2, _) => {
-                        // These tiles add the bias and store their outputs themselves.
-                        let io = (bias, &mut *dst);
-                        match left {
-                            1 => unsafe { avx2::tile::<1>(padded, wt, op, d, at, io) },
-                            2 => unsafe { avx2::tile::<2>(padded, wt, op, d, at, io) },
-                            3 => unsafe { avx2::tile::<3>(padded, wt, op, d, at, io) },
-                            4 => unsafe { avx2::tile::<4>(padded, wt, op, d, at, io) },
-                            5 => unsafe { avx2::tile::<5>(padded, wt, op, d, at, io) },
-                            _ => unsafe { avx2::tile::<{ avx2::OB2 }>(padded, wt, op, d, at, io) },
-                        }
-                        continue;
-                    }
-                }
-                for (sg, tile) in acc.iter().enumerate().take(segs) {
-                    let x = x0 + sg * SEG;
-                    let len = SEG.min(d.ow - x);
-                    for (k, row) in tile.iter().enumerate().take(block.min(left)) {
-                        let oc = o0 + k;
-                        let b = bias.map_or(0.0, |b| b[oc]);
-                        let out = &mut dst[(oc * d.oh + oy) * d.ow + x..][..len];
-                        for (v, &a) in out.iter_mut().zip(row) {
-                            v.write(a + b);
-                        }
-                    }
+                    (Isa::Avx2, _) => match left {
+                        1 => unsafe { avx2::tile::<1>(padded, wt, op, d, at, io) },
+                        2 => unsafe { avx2::tile::<2>(padded, wt, op, d, at, io) },
+                        3 => unsafe { avx2::tile::<3>(padded, wt, op, d, at, io) },
+                        4 => unsafe { avx2::tile::<4>(padded, wt, op, d, at, io) },
+                        5 => unsafe { avx2::tile::<5>(padded, wt, op, d, at, io) },
+                        _ => unsafe { avx2::tile::<{ avx2::OB2 }>(padded, wt, op, d, at, io) },
+                    },
                 }
             }
         }
