@@ -95,8 +95,9 @@ impl BufferArena {
         impl Drop for Restore<'_> {
             fn drop(&mut self) {
                 let outer = self.outer.take();
-                // The thread-local outlives every scope run on its thread.
-                let mine = ACTIVE.with(|a| a.replace(outer));
+                // Only in a thread-local destructor can ACTIVE be gone; the
+                // arena's buffers are then freed with it.
+                let mine = ACTIVE.try_with(|a| a.replace(outer)).ok().flatten();
                 *self.arena = mine.unwrap_or_default();
             }
         }
@@ -120,7 +121,9 @@ impl BufferArena {
     }
 
     fn take<T>(&mut self, n: usize) -> Option<Vec<T>> {
-        let (bytes, align) = (n * size_of::<T>(), align_of::<T>());
+        // An overflowing size matches nothing; `Vec::with_capacity` then
+        // reports it as it always did.
+        let (bytes, align) = (n.checked_mul(size_of::<T>())?, align_of::<T>());
         let Some(i) = self.kept.iter().position(|k| k.bytes == bytes && k.align == align) else {
             self.stats.allocated += 1;
             return None;
@@ -163,7 +166,7 @@ fn large<T>(bytes: usize) -> bool {
 /// buffer's room): the buffer every CPU kernel writes its output into.
 #[inline(always)]
 pub(crate) fn with_capacity<T>(n: usize) -> Vec<T> {
-    if !large::<T>(n * size_of::<T>()) {
+    if !large::<T>(n.saturating_mul(size_of::<T>())) {
         return small_bufs::with_capacity(n);
     }
     let from_arena = ACTIVE.try_with(|a| a.try_borrow_mut().ok()?.as_mut()?.take(n)).ok().flatten();

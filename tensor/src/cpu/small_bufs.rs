@@ -39,7 +39,7 @@ const fn class_of<T>() -> Option<usize> {
 #[inline(always)]
 pub(crate) fn with_capacity<T>(n: usize) -> Vec<T> {
     match class_of::<T>() {
-        Some(class) if n * size_of::<T>() <= BYTES => {
+        Some(class) if n.saturating_mul(size_of::<T>()) <= BYTES => {
             let cap = BYTES / size_of::<T>();
             match CACHE.try_with(|c| c.pop(class)).ok().flatten() {
                 // SAFETY: the pointer is a buffer of `BYTES` bytes allocated
