@@ -90,18 +90,17 @@ impl Plan {
     /// What the idle arenas hold and did, summed: `allocated` counts the
     /// buffers runs could not take from an arena.
     pub fn arena_stats(&self) -> ArenaStats {
-        let arenas = self.arenas.lock().unwrap_or_else(|e| e.into_inner());
-        arenas.iter().map(BufferArena::stats).fold(ArenaStats::default(), |a, s| ArenaStats {
-            reused: a.reused + s.reused,
-            allocated: a.allocated + s.allocated,
-            kept: a.kept + s.kept,
-            kept_bytes: a.kept_bytes + s.kept_bytes,
-        })
+        self.idle_arenas().iter().map(BufferArena::stats).sum()
     }
 
     /// Frees the buffers kept for later runs (the next run allocates again).
     pub fn release_buffers(&self) {
-        self.arenas.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.idle_arenas().clear();
+    }
+
+    /// The pool of idle arenas; a run that panicked poisons nothing it holds.
+    fn idle_arenas(&self) -> std::sync::MutexGuard<'_, Vec<BufferArena>> {
+        self.arenas.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Runs the plan on `inputs` (shapes and dtypes as traced).
@@ -114,13 +113,12 @@ impl Plan {
     /// this run's outputs, so a caller that hands its outputs back each time
     /// allocates nothing per run.
     pub fn run_recycling(&self, inputs: &[Tensor], previous: Vec<Tensor>) -> Result<Vec<Tensor>> {
-        let idle = self.arenas.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let mut arena = idle.unwrap_or_default();
+        let mut arena = self.idle_arenas().pop().unwrap_or_default();
         let result = arena.scope(|| {
             drop(previous);
             self.run_steps(inputs)
         });
-        self.arenas.lock().unwrap_or_else(|e| e.into_inner()).push(arena);
+        self.idle_arenas().push(arena);
         result
     }
 

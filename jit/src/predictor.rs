@@ -172,7 +172,8 @@ impl Predictor {
 
     /// Runs the model on the inputs set so far. The previous run's outputs
     /// are dropped first and their buffers serve this run's: after the first
-    /// run, a run allocates no tensor buffer on the CPU.
+    /// run, every intermediate and output buffer on the CPU comes from the
+    /// plan's arena (a `copy_from_cpu` still allocates the input it fills).
     pub fn run(&mut self) -> Result<()> {
         let mut inputs = Vec::with_capacity(self.inputs.len());
         for (slot, input) in self.inputs.iter().zip(&self.plan.graph().inputs) {

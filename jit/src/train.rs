@@ -9,7 +9,7 @@ use crate::graph::Graph;
 use crate::passes::{optimize, OptLevel};
 use crate::trace::trace;
 use oar_autograd::BackwardOptions;
-use oar_nn::optim::{AdamConfig, SgdConfig};
+use oar_nn::optim::{adam_bias_correction, adam_update, AdamConfig, BiasCorrection, SgdConfig};
 use oar_nn::{Forward, Module, Param};
 use oar_tensor::{DType, Error, Result, Shape, Tensor};
 use std::sync::Arc;
@@ -41,14 +41,12 @@ impl Rule {
     /// Values of the graph's trailing scalar inputs at step `t` (1-based):
     /// what Adam's bias correction computes on the host, so that one graph
     /// serves every step.
-    fn scalars(&self, t: u64) -> Vec<f64> {
+    fn scalars(&self, t: usize) -> Vec<f64> {
         match self {
             Rule::Sgd(_) => Vec::new(),
             Rule::Adam { cfg, .. } => {
-                let (b1, b2) = cfg.betas;
-                let t = t as f64;
-                // Adam's `bias2_sqrt` and `lr / bias1`, as oar_nn computes them.
-                vec![(1.0 - b2.powf(t)).sqrt(), cfg.lr / (1.0 - b1.powf(t))]
+                let (bias2_sqrt, step_size) = adam_bias_correction(cfg.betas, cfg.lr, t as u64);
+                vec![bias2_sqrt, step_size]
             }
         }
     }
@@ -72,9 +70,7 @@ pub struct TrainStep {
     params: Vec<Tensor>,
     /// `state_kinds` groups of one tensor per parameter, kind by kind.
     state: Option<Vec<Tensor>>,
-    /// Dtype of the scalar inputs: the parameters'.
-    dtype: DType,
-    steps: u64,
+    steps: usize,
 }
 
 impl TrainStep {
@@ -134,7 +130,7 @@ impl TrainStep {
         let names = named.iter().map(|(n, _)| n.clone()).collect();
         let params: Vec<Param> = named.into_iter().map(|(_, p)| p).collect();
         let values: Vec<Tensor> = params.iter().map(Param::get).collect();
-        let dtype = values.first().map_or(DType::F32, Tensor::dtype);
+        let dtype = scalar_dtype(&values);
         if let Some(other) = values.iter().find(|v| v.dtype() != dtype) {
             return Err(Error::invalid_arg(
                 op,
@@ -150,7 +146,7 @@ impl TrainStep {
         } else {
             None
         };
-        Ok(TrainStep { rule, names, first, steady, params: values, state: None, dtype, steps: 0 })
+        Ok(TrainStep { rule, names, first, steady, params: values, state: None, steps: 0 })
     }
 
     /// Runs one step on a batch; returns the loss (before the update).
@@ -165,7 +161,7 @@ impl TrainStep {
             }
             _ => &self.first,
         };
-        inputs.extend(scalar_inputs(&self.rule, self.steps + 1, self.dtype)?);
+        inputs.extend(scalar_inputs(&self.rule, self.steps + 1, scalar_dtype(&self.params))?);
         let mut out = plan.run(&inputs)?.into_iter();
         let loss = out.next().expect("the loss is output 0");
         self.params = out.by_ref().take(n).collect();
@@ -199,12 +195,17 @@ impl TrainStep {
     }
 
     pub fn steps(&self) -> usize {
-        self.steps as usize
+        self.steps
     }
 }
 
+/// Dtype of the scalar inputs: the parameters' (checked to be one).
+fn scalar_dtype(params: &[Tensor]) -> DType {
+    params.first().map_or(DType::F32, Tensor::dtype)
+}
+
 /// The rule's scalar graph inputs for step `t`, as 0-d tensors of `dtype`.
-fn scalar_inputs(rule: &Rule, t: u64, dtype: DType) -> Result<Vec<Tensor>> {
+fn scalar_inputs(rule: &Rule, t: usize, dtype: DType) -> Result<Vec<Tensor>> {
     let cpu = oar_tensor::Device::cpu();
     rule.scalars(t).into_iter().map(|v| Tensor::full(Shape::scalar(), v, dtype, &cpu)).collect()
 }
@@ -260,17 +261,21 @@ fn compile<M: Module + Forward + ?Sized>(
                 continue;
             };
             let p = p.detach();
-            let (p_new, st) = match rule {
+            let (p_new, st): (Tensor, Vec<Tensor>) = match rule {
                 Rule::Sgd(c) => {
                     let (p_new, buf) = sgd_update(&c, &p, &grad, old.as_ref().map(|o| o[0]))?;
                     (p_new, buf.into_iter().collect())
                 }
                 Rule::Adam { cfg, decoupled } => {
-                    adam_update(&cfg, decoupled, &p, &grad, old.as_deref(), [&scalars_in[0], &scalars_in[1]])?
+                    let prev = [0, 1, 2].map(|k| old.as_ref().and_then(|o| o.get(k).copied()));
+                    let correction = BiasCorrection::Tensors { bias2_sqrt: &scalars_in[0], step_size: &scalars_in[1] };
+                    let (next, new) =
+                        adam_update(&cfg, cfg.lr, cfg.weight_decay, decoupled, &p, &grad, prev, correction)?;
+                    (next, [new.m, new.v].into_iter().chain(new.vmax).collect())
                 }
             };
             new_params.push(p_new);
-            for (k, t) in st.into_iter().enumerate().take(kinds) {
+            for (k, t) in st.into_iter().enumerate() {
                 new_state[k].push(t);
             }
         }
@@ -285,55 +290,6 @@ fn compile<M: Module + Forward + ?Sized>(
     let mut graph = result?;
     optimize(&mut graph, OptLevel::O1)?;
     Plan::new(graph)
-}
-
-/// `oar_nn::optim::Adam::step` (or AdamW's) for one parameter, op for op,
-/// with the bias corrections read from the graph's scalar inputs
-/// (`bias2_sqrt`, `lr / bias1`). A scalar op `x / s` rounds `s` to `x`'s
-/// dtype and divides, which is what dividing by a 0-d tensor holding `s`
-/// does, so the results are the eager ones bit for bit. Returns the new
-/// parameter and `[m, v]` (and the running maximum with AMSGrad).
-fn adam_update(
-    c: &AdamConfig,
-    decoupled: bool,
-    p: &Tensor,
-    grad: &Tensor,
-    old: Option<&[&Tensor]>,
-    [bias2_sqrt, step_size]: [&Tensor; 2],
-) -> Result<(Tensor, Vec<Tensor>)> {
-    let (b1, b2) = c.betas;
-    let mut grad = if c.maximize { grad.neg()? } else { grad.clone() };
-    let mut p = p.clone();
-    if c.weight_decay != 0.0 {
-        if decoupled {
-            p = p.mul_scalar(1.0 - c.lr * c.weight_decay)?;
-        } else {
-            grad = grad.add(&p.mul_scalar(c.weight_decay)?)?;
-        }
-    }
-    let m = match old {
-        Some(o) => o[0].add(&grad.sub(o[0])?.mul_scalar(1.0 - b1)?)?,
-        None => grad.mul_scalar(1.0 - b1)?,
-    };
-    let g2 = grad.square()?.mul_scalar(1.0 - b2)?;
-    let v = match old {
-        Some(o) => o[1].mul_scalar(b2)?.add(&g2)?,
-        None => g2,
-    };
-    let mut state = vec![m.clone(), v.clone()];
-    let second = if c.amsgrad {
-        let vmax = match old {
-            Some(o) => o[2].maximum(&v)?,
-            None => v.clone(),
-        };
-        state.push(vmax.clone());
-        vmax
-    } else {
-        v
-    };
-    let denom = second.sqrt()?.div(bias2_sqrt)?.add_scalar(c.eps)?;
-    let next = p.sub(&m.div(&denom)?.mul(step_size)?)?;
-    Ok((next, state))
 }
 
 /// `oar_nn::optim::Sgd::step` for one parameter, op for op.

@@ -1,5 +1,5 @@
 use super::{check_hyper, Core, Group, IntoGroups, Optimizer, OptimizerState};
-use oar_tensor::{Error, Result};
+use oar_tensor::{Error, Result, Tensor};
 
 /// Settings of [`Adam`] and [`AdamW`] (PyTorch's arguments).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -47,47 +47,105 @@ impl AdamConfig {
     }
 }
 
-/// The update Adam and AdamW share; `decoupled` is AdamW's weight decay.
-fn adam_step(core: &mut Core, c: AdamConfig, decoupled: bool) -> Result<()> {
+/// Adam's bias corrections at step `t` (1-based) for learning rate `lr`:
+/// `(sqrt(1 - b2^t), lr / (1 - b1^t))`, the divisor of the second moment's
+/// root and the step size.
+pub fn adam_bias_correction(betas: (f64, f64), lr: f64, t: u64) -> (f64, f64) {
+    let t = t as f64;
+    ((1.0 - betas.1.powf(t)).sqrt(), lr / (1.0 - betas.0.powf(t)))
+}
+
+/// How [`adam_update`] applies the bias corrections: as scalars (eager
+/// steps), or as 0-d tensors of the parameter's dtype (a traced step, where
+/// they are graph inputs so that one graph serves every step). A scalar op
+/// rounds its scalar to the tensor's dtype, so both give the same bits.
+#[derive(Clone, Copy, Debug)]
+pub enum BiasCorrection<'a> {
+    Scalars { bias2_sqrt: f64, step_size: f64 },
+    Tensors { bias2_sqrt: &'a Tensor, step_size: &'a Tensor },
+}
+
+/// One parameter's Adam state after an update.
+#[derive(Clone, Debug)]
+pub struct AdamMoments {
+    /// `exp_avg`.
+    pub m: Tensor,
+    /// `exp_avg_sq`.
+    pub v: Tensor,
+    /// `max_exp_avg_sq` (AMSGrad only).
+    pub vmax: Option<Tensor>,
+}
+
+/// The update Adam and AdamW share, for one parameter, op for op as
+/// PyTorch computes it: `decoupled` is AdamW's weight decay; `old` holds
+/// `exp_avg`, `exp_avg_sq` and `max_exp_avg_sq` where they exist (none on
+/// the first step). Returns the new value and moments. The traced training
+/// step of `oar-jit` calls this too, which is why it reproduces eager Adam.
+#[allow(clippy::too_many_arguments)] // the update's inputs, all needed
+pub fn adam_update(
+    c: &AdamConfig,
+    lr: f64,
+    weight_decay: f64,
+    decoupled: bool,
+    p: &Tensor,
+    grad: &Tensor,
+    old: [Option<&Tensor>; 3],
+    correction: BiasCorrection<'_>,
+) -> Result<(Tensor, AdamMoments)> {
     let (b1, b2) = c.betas;
-    core.for_each(|p, grad, g: &Group, st| {
-        let mut grad = if c.maximize { grad.neg()? } else { grad.clone() };
-        let mut p = p.clone();
-        if g.weight_decay != 0.0 {
-            if decoupled {
-                p = p.mul_scalar(1.0 - g.lr * g.weight_decay)?;
-            } else {
-                grad = grad.add(&p.mul_scalar(g.weight_decay)?)?;
-            }
-        }
-        st.step += 1;
-        let t = st.step as f64;
-        let m = match st.buffers.get("exp_avg") {
-            // m.lerp(g, 1 - b1) = m + (1 - b1) (g - m), as PyTorch computes it.
-            Some(m) => m.add(&grad.sub(m)?.mul_scalar(1.0 - b1)?)?,
-            None => grad.mul_scalar(1.0 - b1)?,
-        };
-        let g2 = grad.square()?.mul_scalar(1.0 - b2)?;
-        let v = match st.buffers.get("exp_avg_sq") {
-            Some(v) => v.mul_scalar(b2)?.add(&g2)?,
-            None => g2,
-        };
-        let bias1 = 1.0 - b1.powf(t);
-        let bias2_sqrt = (1.0 - b2.powf(t)).sqrt();
-        let second = if c.amsgrad {
-            let vmax = match st.buffers.get("max_exp_avg_sq") {
-                Some(prev) => prev.maximum(&v)?,
-                None => v.clone(),
-            };
-            st.buffers.insert("max_exp_avg_sq", vmax.clone());
-            vmax
+    let mut grad = if c.maximize { grad.neg()? } else { grad.clone() };
+    let mut p = p.clone();
+    if weight_decay != 0.0 {
+        if decoupled {
+            p = p.mul_scalar(1.0 - lr * weight_decay)?;
         } else {
-            v.clone()
-        };
-        let denom = second.sqrt()?.div_scalar(bias2_sqrt)?.add_scalar(c.eps)?;
-        let next = p.sub(&m.div(&denom)?.mul_scalar(g.lr / bias1)?)?;
-        st.buffers.insert("exp_avg", m);
-        st.buffers.insert("exp_avg_sq", v);
+            grad = grad.add(&p.mul_scalar(weight_decay)?)?;
+        }
+    }
+    let [m_old, v_old, vmax_old] = old;
+    let m = match m_old {
+        // m.lerp(g, 1 - b1) = m + (1 - b1) (g - m), as PyTorch computes it.
+        Some(m) => m.add(&grad.sub(m)?.mul_scalar(1.0 - b1)?)?,
+        None => grad.mul_scalar(1.0 - b1)?,
+    };
+    let g2 = grad.square()?.mul_scalar(1.0 - b2)?;
+    let v = match v_old {
+        Some(v) => v.mul_scalar(b2)?.add(&g2)?,
+        None => g2,
+    };
+    let vmax = if c.amsgrad {
+        Some(match vmax_old {
+            Some(prev) => prev.maximum(&v)?,
+            None => v.clone(),
+        })
+    } else {
+        None
+    };
+    let root = vmax.as_ref().unwrap_or(&v).sqrt()?;
+    let step = match correction {
+        BiasCorrection::Scalars { bias2_sqrt, step_size } => {
+            m.div(&root.div_scalar(bias2_sqrt)?.add_scalar(c.eps)?)?.mul_scalar(step_size)?
+        }
+        BiasCorrection::Tensors { bias2_sqrt, step_size } => {
+            m.div(&root.div(bias2_sqrt)?.add_scalar(c.eps)?)?.mul(step_size)?
+        }
+    };
+    Ok((p.sub(&step)?, AdamMoments { m, v, vmax }))
+}
+
+/// The eager step of Adam and AdamW over every parameter.
+fn adam_step(core: &mut Core, c: AdamConfig, decoupled: bool) -> Result<()> {
+    core.for_each(|p, grad, g: &Group, st| {
+        st.step += 1;
+        let (bias2_sqrt, step_size) = adam_bias_correction(c.betas, g.lr, st.step);
+        let old = BUFFERS.map(|name| st.buffers.get(name));
+        let correction = BiasCorrection::Scalars { bias2_sqrt, step_size };
+        let (next, new) = adam_update(&c, g.lr, g.weight_decay, decoupled, p, grad, old, correction)?;
+        st.buffers.insert("exp_avg", new.m);
+        st.buffers.insert("exp_avg_sq", new.v);
+        if let Some(vmax) = new.vmax {
+            st.buffers.insert("max_exp_avg_sq", vmax);
+        }
         Ok(next)
     })
 }

@@ -12,7 +12,7 @@ mod clip;
 mod rmsprop;
 mod sgd;
 
-pub use adam::{Adam, AdamConfig, AdamW};
+pub use adam::{adam_bias_correction, adam_update, Adam, AdamConfig, AdamMoments, AdamW, BiasCorrection};
 pub use clip::{clip_grad_norm, clip_grad_value};
 pub use rmsprop::{RmsProp, RmsPropConfig};
 pub use sgd::{Sgd, SgdConfig};

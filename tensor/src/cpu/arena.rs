@@ -35,6 +35,17 @@ pub struct ArenaStats {
     pub kept_bytes: usize,
 }
 
+impl std::iter::Sum for ArenaStats {
+    fn sum<I: Iterator<Item = ArenaStats>>(iter: I) -> ArenaStats {
+        iter.fold(ArenaStats::default(), |a, s| ArenaStats {
+            reused: a.reused + s.reused,
+            allocated: a.allocated + s.allocated,
+            kept: a.kept + s.kept,
+            kept_bytes: a.kept_bytes + s.kept_bytes,
+        })
+    }
+}
+
 struct Kept {
     ptr: NonNull<u8>,
     bytes: usize,
