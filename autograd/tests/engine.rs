@@ -267,6 +267,20 @@ fn max_pool_indices_are_recomputed_during_a_trace() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn values_only_max_pool_recomputes_its_indices() -> Result<()> {
+    // `max_pool2d` only picks the values-only op when nothing records it, but
+    // applied directly it still differentiates (ties as PyTorch: the first).
+    let x = leaf(&[1.0, 5.0, 5.0, 3.0, 0.0, -1.0, 9.0, 9.0], &[1, 2, 2, 2]);
+    let op = oar_tensor::op::Op::MaxPool2dValues(oar_tensor::MaxPool2dParams::new(2));
+    let y = Tensor::apply(op, &[&x])?;
+    assert_eq!(y.len(), 1);
+    assert_eq!(vals(&y[0]), vec![5.0, 9.0]);
+    y[0].mul_scalar(2.0)?.sum_all()?.backward()?;
+    assert_eq!(vals(&x.grad().unwrap()), vec![0.0, 2.0, 0.0, 0.0, 0.0, 0.0, 2.0, 0.0]);
+    Ok(())
+}
+
 /// Without create_graph, unary ops backpropagate through one fused kernel
 /// (`Op::UnaryBackward`); with it, through the composite rule of ordinary
 /// ops. Both must give the same gradients, for every unary op, in f32 and f64.

@@ -137,3 +137,30 @@ fn element_wise_ops_fuse_into_their_producer() {
         other => panic!("expected a fused node, got {other:?}"),
     }
 }
+
+#[test]
+fn max_pool_without_readers_of_its_indices_drops_them() {
+    use oar_tensor::{DType, MaxPool2dParams};
+    let (x, w) = (randn(&[2, 3, 8, 8]), randn(&[1]));
+    let p = MaxPool2dParams::new(2);
+    // Outside autograd, `max_pool2d` records the values-only op itself.
+    let g = graph(&x, &w, |x, _| Ok(vec![x[0].max_pool2d(&MaxPool2dParams::new(2))?]));
+    assert_eq!(op_names(&g), ["max_pool2d_values"]);
+    // Traced with indices that nothing reads: dead-code elimination drops them.
+    let g = graph(&x, &w, |x, _| Ok(vec![x[0].max_pool2d_with_indices(&MaxPool2dParams::new(2))?.0.relu()?]));
+    assert_eq!(op_names(&g), ["max_pool2d", "relu"]);
+    assert_eq!(g.nodes[0].outputs.len(), 2);
+    let g = run(g, &x, &[eliminate_dead_code]);
+    assert_eq!(op_names(&g), ["max_pool2d_values", "relu"]);
+    assert_eq!(g.nodes[0].outputs.len(), 1);
+    let eager = x.max_pool2d_with_indices(&p).unwrap().0.relu().unwrap();
+    let out = Plan::new(g).unwrap().run(std::slice::from_ref(&x)).unwrap();
+    assert_eq!(out[0].to_vec::<f32>().unwrap(), eager.to_vec::<f32>().unwrap());
+    // Indices that reach an output stay.
+    let g = graph(&x, &w, |x, _| {
+        let (v, i) = x[0].max_pool2d_with_indices(&MaxPool2dParams::new(2))?;
+        Ok(vec![v, i.to_dtype(DType::F32)?])
+    });
+    let g = run(g, &x, &[eliminate_dead_code]);
+    assert_eq!(op_names(&g), ["max_pool2d", "to_dtype"]);
+}

@@ -386,10 +386,14 @@ fn infer_unchecked(op: &Op, inputs: &[MetaRef<'_>]) -> Result<Metas> {
             }
             one(Shape::new(&[n, o, out[0], out[1]]), x.dtype)
         }
-        Op::MaxPool2d(p) => {
+        Op::MaxPool2d(p) | Op::MaxPool2dValues(p) => {
             arity(op, inputs, 1..=1)?;
             let s = pool_out(name, &inputs[0], p.kernel, p.stride, p.padding, p.dilation, p.ceil_mode)?;
-            Ok(smallvec![TensorMeta::new(s.clone(), inputs[0].dtype), TensorMeta::new(s, DType::I64)])
+            let values = TensorMeta::new(s.clone(), inputs[0].dtype);
+            Ok(match op {
+                Op::MaxPool2d(_) => smallvec![values, TensorMeta::new(s, DType::I64)],
+                _ => smallvec![values],
+            })
         }
         Op::AvgPool2d(p) => {
             arity(op, inputs, 1..=1)?;

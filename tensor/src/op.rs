@@ -322,6 +322,10 @@ pub enum Op {
     },
     /// Two outputs: values and i64 indices into each input H*W plane.
     MaxPool2d(MaxPool2dParams),
+    /// The values of [`Op::MaxPool2d`] alone: what inference and no-grad
+    /// code use, since finding and writing the i64 indices costs more than
+    /// the maxima themselves.
+    MaxPool2dValues(MaxPool2dParams),
     AvgPool2d(AvgPool2dParams),
     AdaptiveAvgPool2d {
         output: [usize; 2],
@@ -439,6 +443,7 @@ impl Op {
             Op::ConvTranspose2d(_) => "conv_transpose2d",
             Op::Conv2dWeightGrad { .. } => "conv2d_weight_grad",
             Op::MaxPool2d(_) => "max_pool2d",
+            Op::MaxPool2dValues(_) => "max_pool2d_values",
             Op::AvgPool2d(_) => "avg_pool2d",
             Op::AdaptiveAvgPool2d { .. } => "adaptive_avg_pool2d",
             Op::Cat { .. } => "cat",

@@ -213,12 +213,13 @@ fn direct_conv_kernels_match_the_gemm_path() -> Result<()> {
     let mut g = Generator::new(11);
     let cases = [
         // [n, c, o, h, w, kh, kw, pad, dil]
-        [2, 3, 10, 9, 33, 3, 3, 0, 1],  // pixel tiles, partial channel block, two segments
+        [2, 3, 10, 9, 33, 3, 3, 0, 1],  // pixel tiles, one 10-channel block, two segments
         [1, 1, 6, 28, 28, 5, 5, 2, 1],  // LeNet conv1
         [3, 6, 16, 14, 14, 5, 5, 0, 1], // channel tiles (o % 16 == 0), 10-pixel rows
         [2, 2, 32, 7, 21, 3, 3, 1, 2],  // channel tiles, dilation, padding, partial pixel tile
         [1, 4, 1, 5, 5, 1, 1, 0, 1],    // one output channel, 1x1 kernel
-        [2, 5, 17, 6, 40, 3, 3, 1, 1],  // 17 channels: 8 + 8 + 1
+        [2, 5, 17, 6, 40, 3, 3, 1, 1],  // 17 channels: 8 + 9
+        [2, 3, 23, 6, 12, 3, 3, 0, 1],  // 23 channels: 11 + 12, one segment
     ];
     for case in cases {
         assert_direct_conv_matches_gemm(&mut g, case)?;

@@ -6,6 +6,7 @@
 //! two checks one against the other bit for bit. Inputs have many ties (a
 //! few distinct levels), signed zeros, infinities and NaNs.
 
+use oar_tensor::op::Op;
 use oar_tensor::{AvgPool2dParams, DType, Device, ErrorKind, MaxPool2dParams, Result, Tensor};
 
 fn cpu() -> Device {
@@ -137,6 +138,13 @@ fn check_max(rng: &mut Rng, dims: [usize; 4], p: &MaxPool2dParams, dtype: DType)
     assert_eq!(gi, ri, "{what}: general-path indices differ from the reference");
     assert!(same_bits(&fv, &rv), "{what}: fast-path values differ from the reference");
     assert!(same_bits(&gv, &rv), "{what}: general-path values differ from the reference");
+    // The values-only kernels (what `max_pool2d` runs outside autograd).
+    for (x, path) in [(&xc, "fast"), (&xs, "general")] {
+        let v = Tensor::apply(Op::MaxPool2dValues(*p), &[x]).unwrap();
+        assert_eq!(v.len(), 1, "{what}");
+        assert!(same_bits(&host(&v[0]), &rv), "{what}: {path}-path values-only pooling differs from the reference");
+        assert!(same_bits(&host(&x.max_pool2d(p).unwrap()), &rv), "{what}: {path}-path max_pool2d");
+    }
     true
 }
 

@@ -75,7 +75,7 @@ pub(crate) fn vjp(op: &Op, inputs: &[Tensor], outputs: &[Option<Tensor>], grads:
         Op::Matmul => nn::matmul(&c, g),
         Op::Conv2d(p) => nn::conv2d(p, &c, g),
         Op::ConvTranspose2d(p) => nn::conv_transpose2d(p, &c, g),
-        Op::MaxPool2d(_) => nn::max_pool2d(&c, g),
+        Op::MaxPool2d(p) | Op::MaxPool2dValues(p) => nn::max_pool2d(p, &c, g),
         Op::AvgPool2d(p) => nn::avg_pool2d(p, &c, g),
         Op::AdaptiveAvgPool2d { output } => nn::adaptive_avg_pool2d(*output, &c, g),
         Op::Cat { dim } => index::cat(*dim, &c, g),

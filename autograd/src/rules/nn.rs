@@ -1,7 +1,10 @@
 //! VJPs of matmul, convolutions and pooling.
 
 use super::{sum_to, when, Ctx, Grads};
-use oar_tensor::{is_grad_enabled, no_grad, AvgPool2dParams, Conv2dParams, ConvTranspose2dParams, Result, Tensor};
+use oar_tensor::op::Op;
+use oar_tensor::{
+    is_grad_enabled, no_grad, AvgPool2dParams, Conv2dParams, ConvTranspose2dParams, MaxPool2dParams, Result, Tensor,
+};
 
 /// `a @ b`: `g @ b^T` and `a^T @ g`, summed over broadcast batch dims.
 pub(super) fn matmul(c: &Ctx<'_>, g: &Tensor) -> Result<Grads> {
@@ -102,14 +105,20 @@ pub(super) fn conv_transpose2d(p: &ConvTranspose2dParams, c: &Ctx<'_>, g: &Tenso
 }
 
 /// The gradient goes to each window's maximum (the recorded indices).
-pub(super) fn max_pool2d(c: &Ctx<'_>, g: &Tensor) -> Result<Grads> {
+pub(super) fn max_pool2d(p: &MaxPool2dParams, c: &Ctx<'_>, g: &Tensor) -> Result<Grads> {
     let x = c.x(0);
-    let indices = match c.maybe_out(1) {
+    let kept = match c.op {
+        Op::MaxPool2d(_) => c.maybe_out(1),
+        _ => None,
+    };
+    let indices = match kept {
         Some(i) => i.clone(),
-        // Only during a trace are dropped indices not kept by the node: recompute them.
+        // Dropped indices during a trace, or a values-only pool (applied
+        // directly, as `max_pool2d` picks it only when nothing records it):
+        // recompute them.
         None => {
             let _g = no_grad();
-            Tensor::apply(c.op.clone(), &[x])?.swap_remove(1)
+            Tensor::apply(Op::MaxPool2d(*p), &[x])?.swap_remove(1)
         }
     };
     let (n, ch, h, w) = (x.dims()[0], x.dims()[1], x.dims()[2], x.dims()[3]);

@@ -90,9 +90,10 @@ impl Backend for CpuBackend {
                 one(conv::conv2d_weight_grad((s(0)?, l(0)), (s(1)?, l(1)), params, out)?)
             }
             Op::MaxPool2d(p) => {
-                let (v, i) = pool::max_pool2d(s(0)?, l(0), p, out)?;
+                let (v, i) = pool::max_pool2d::<true>(s(0)?, l(0), p, out)?;
                 Ok(smallvec::smallvec![Storage::cpu(v), Storage::cpu(i)])
             }
+            Op::MaxPool2dValues(p) => one(pool::max_pool2d::<false>(s(0)?, l(0), p, out)?.0),
             Op::AvgPool2d(p) => one(pool::avg_pool2d(s(0)?, l(0), p, out)?),
             Op::AdaptiveAvgPool2d { .. } => one(pool::adaptive_avg_pool2d(s(0)?, l(0), out)?),
             Op::Cat { dim } => {

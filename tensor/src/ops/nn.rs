@@ -67,9 +67,14 @@ impl Tensor {
         })
     }
 
-    /// 2-d max pooling, as `F.max_pool2d`.
+    /// 2-d max pooling, as `F.max_pool2d`. The indices are computed only
+    /// when autograd will need them (grad mode on and the input requiring
+    /// grad); otherwise the values-only kernel runs.
     pub fn max_pool2d(&self, params: &MaxPool2dParams) -> Result<Tensor> {
-        Ok(self.max_pool2d_with_indices(params)?.0)
+        if crate::is_grad_enabled() && self.requires_grad() {
+            return Ok(self.max_pool2d_with_indices(params)?.0);
+        }
+        self.with_batch("max_pool2d", |x| Tensor::apply1(Op::MaxPool2dValues(*params), &[x]))
     }
 
     /// Max pooling values and the i64 index of each maximum within its input

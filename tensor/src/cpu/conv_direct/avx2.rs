@@ -50,14 +50,15 @@ pub(super) fn tile<const N: usize>(
     (oy, x0, o0): (usize, usize, usize),
     (bias, dst): (Option<&[f32]>, &mut [MaybeUninit<f32>]),
 ) {
-    let mut v = [[_mm256_setzero_ps(); 2]; N];
-    pixel_taps(padded, wt, op, d, (oy, x0, o0, N), |inputs, ws| {
+    let v = [[_mm256_setzero_ps(); 2]; N];
+    let v = pixel_taps(padded, wt, op, d, (oy, x0, o0, N), v, |mut v, inputs, ws| {
         let [lo, hi] = load16(inputs);
         for (a, &w) in v.iter_mut().zip(ws) {
             let wv = _mm256_set1_ps(w);
             a[0] = _mm256_fmadd_ps(wv, lo, a[0]);
             a[1] = _mm256_fmadd_ps(wv, hi, a[1]);
         }
+        v
     });
     let len = SEG.min(d.ow - x0);
     for (k, a) in v.into_iter().enumerate() {

@@ -4,6 +4,11 @@ use super::{pixel_taps, Tile, SEG};
 use crate::cpu::conv::Geom;
 use std::mem::MaybeUninit;
 
+/// Output channels per pixel tile, at most: 12 channels x 2 segments are 24
+/// accumulators, with the two input vectors and a broadcast weight 27 of
+/// the 32 zmm registers.
+pub(super) const OB512: usize = 12;
+
 /// Output pixels per channel tile: 12 accumulators, the 16 broadcast inputs a
 /// 5-wide kernel row needs for them, and one weight vector fill 29 of the 32
 /// zmm registers.
@@ -149,16 +154,20 @@ pub(super) unsafe fn tile<const N: usize, const S: usize>(
     (bias, dst): (Option<&[f32]>, &mut [MaybeUninit<f32>]),
 ) {
     use std::arch::x86_64::*;
-    let mut v = [[_mm512_setzero_ps(); N]; S];
-    pixel_taps(padded, wt, op, d, (oy, x0, o0, N), |inputs, ws| {
-        for (sg, vs) in v.iter_mut().enumerate() {
-            let xs = &inputs[sg * SEG..][..SEG];
-            // SAFETY: xs has SEG = 16 elements (sliced above); unaligned load.
-            let xv = unsafe { _mm512_loadu_ps(xs.as_ptr()) };
-            for (a, &w) in vs.iter_mut().zip(ws) {
-                *a = _mm512_fmadd_ps(_mm512_set1_ps(w), xv, *a);
+    let zero = [[_mm512_setzero_ps(); N]; S];
+    let v = pixel_taps(padded, wt, op, d, (oy, x0, o0, N), zero, |mut v, inputs, ws| {
+        let xs = &inputs[..S * SEG];
+        // SAFETY: xs has S * SEG elements (sliced above); unaligned loads.
+        let xv: [__m512; S] = std::array::from_fn(|sg| unsafe { _mm512_loadu_ps(xs.as_ptr().add(sg * SEG)) });
+        // Channel-major: one broadcast per weight, live for its S FMAs only
+        // (N broadcasts held across the segments spilled at N = 10).
+        for (k, &w) in ws[..N].iter().enumerate() {
+            let wv = _mm512_set1_ps(w);
+            for sg in 0..S {
+                v[sg][k] = _mm512_fmadd_ps(wv, xv[sg], v[sg][k]);
             }
         }
+        v
     });
     for (sg, vs) in v.iter().enumerate() {
         let x = x0 + sg * SEG;

@@ -3,8 +3,9 @@
 //! im2col + gemm wastes most of its time there: the unfolded buffer is large
 //! and gemm's micro-kernels are mostly padding when N is 6 or 16. Two register
 //! tilings instead, one image per task:
-//! - pixel tiles: a 16-pixel row segment (lanes) for up to 8 output channels,
-//!   so every input vector is loaded once and used for 8 FMAs;
+//! - pixel tiles: one or two 16-pixel row segments (lanes) for up to 12
+//!   output channels (6 on AVX2), so every input vector is loaded once and
+//!   used for that many FMAs;
 //! - channel tiles, when the channel count is a multiple of 16: 16 channels
 //!   (lanes) for up to 12 pixels of a row, so 10-pixel rows waste no lanes.
 //!   Each input is broadcast once per kernel row and feeds up to `kw` FMAs;
@@ -24,7 +25,8 @@ use std::mem::MaybeUninit;
 
 /// Output pixels per register tile.
 const SEG: usize = 16;
-/// Output channels per register tile (at most; AVX2 tiles take fewer).
+/// The weights' channel rows are padded to a multiple of this (a tile's
+/// channels lie inside one row).
 const OB: usize = 8;
 
 /// Which register tiles a convolution runs.
@@ -72,30 +74,34 @@ impl Geom {
     }
 }
 
-/// Calls `f(inputs, weights)` for every tap of the pixel tile at output row
-/// `oy`, first pixel `x0`, channels `o0..o0 + n`: `inputs` is the padded
-/// input row from the tap's first pixel on, `weights` the tap's `n` channel
-/// weights. Each ISA's tile passes its vector loop as `f`; always inlined, so
-/// that loop compiles inside the tile's target-feature function.
+/// Folds `acc = f(acc, inputs, weights)` over every tap of the pixel tile at
+/// output row `oy`, first pixel `x0`, channels `o0..o0 + n`: `inputs` is the
+/// padded input row from the tap's first pixel on, `weights` the tap's `n`
+/// channel weights. Each ISA's tile passes its vector loop as `f`; always
+/// inlined, so that loop compiles inside the tile's target-feature function.
+/// The accumulators travel by value: captured by reference, LLVM stored a
+/// 20-register tile back to the stack at every tap.
 #[inline(always)]
-fn pixel_taps(
+fn pixel_taps<A>(
     padded: &[f32],
     wt: &[f32],
     op: usize,
     d: Geom,
     (oy, x0, o0, n): (usize, usize, usize, usize),
-    mut f: impl FnMut(&[f32], &[f32]),
-) {
+    mut acc: A,
+    mut f: impl FnMut(A, &[f32], &[f32]) -> A,
+) -> A {
     let (ph, pw) = (d.padded_h(), d.padded_w());
     for c in 0..d.c {
         for ki in 0..d.kh {
             let row = &padded[(c * ph + oy + ki * d.dil[0]) * pw..][..pw];
             for kj in 0..d.kw {
                 let t = (c * d.kh + ki) * d.kw + kj;
-                f(&row[x0 + kj * d.dil[1]..], &wt[t * op + o0..][..n]);
+                acc = f(acc, &row[x0 + kj * d.dil[1]..], &wt[t * op + o0..][..n]);
             }
         }
     }
+    acc
 }
 
 /// `n` images `x` (NCHW) convolved with `w` (`[o, c, kh, kw]`), plus `bias`.
@@ -224,20 +230,25 @@ fn image(
         let at = Tile { src: padded, ph, pw, off: 0, wt, op, d };
         return image_by_channels(isa, at, bias, &mut buf.by_pixel, dst);
     }
-    // AVX-512: two 16-pixel segments per tile where the row has them: a
-    // partial channel block (the seed model's 10 = 8 + 2) then still has
-    // enough independent FMA chains to hide latency, and each weight
-    // broadcast feeds two FMAs. AVX2: one segment (two halves) of 6 channels.
+    // AVX-512: two 16-pixel segments per tile where the row has them, so
+    // each weight broadcast feeds two FMAs, and the channels split into
+    // near-equal blocks of at most `OB512`: the seed model's 10 channels are
+    // one block of 20 accumulators, where blocks of 8 + 2 left the second
+    // latency-bound and loaded every input twice. AVX2: one segment (two
+    // halves) of at most 6 channels.
     let (block, max_segs) = match isa {
-        Isa::Avx512 => (OB, 2),
+        Isa::Avx512 => (avx512::OB512, 2),
         Isa::Avx2 => (avx2::OB2, 1),
     };
+    let blocks = d.o.div_ceil(block);
     for oy in 0..d.oh {
         for x0 in (0..d.ow).step_by(max_segs * SEG) {
             let segs = if max_segs == 2 && d.ow - x0 > SEG { 2 } else { 1 };
-            for o0 in (0..d.o).step_by(block) {
+            let mut o0 = 0;
+            for b in 0..blocks {
                 let at = (oy, x0, o0);
-                let left = d.o - o0;
+                let left = (d.o - o0) / (blocks - b);
+                o0 += left;
                 // SAFETY (each arm): `conv2d_with` checked that the CPU has the
                 // tiles' features before any image runs. A partial last block
                 // only does the FMAs of its real channels.
@@ -252,7 +263,11 @@ fn image(
                             5 => unsafe { avx512::tile::<5, $s>(padded, wt, op, d, at, io) },
                             6 => unsafe { avx512::tile::<6, $s>(padded, wt, op, d, at, io) },
                             7 => unsafe { avx512::tile::<7, $s>(padded, wt, op, d, at, io) },
-                            _ => unsafe { avx512::tile::<OB, $s>(padded, wt, op, d, at, io) },
+                            8 => unsafe { avx512::tile::<8, $s>(padded, wt, op, d, at, io) },
+                            9 => unsafe { avx512::tile::<9, $s>(padded, wt, op, d, at, io) },
+                            10 => unsafe { avx512::tile::<10, $s>(padded, wt, op, d, at, io) },
+                            11 => unsafe { avx512::tile::<11, $s>(padded, wt, op, d, at, io) },
+                            _ => unsafe { avx512::tile::<{ avx512::OB512 }, $s>(padded, wt, op, d, at, io) },
                         }
                     };
                 }
@@ -352,9 +367,12 @@ mod tests {
     fn every_supported_tile_set_matches_im2col_in_f64() {
         let cases = [
             // [n, c, o, h, w, kh, kw, pad, dil]
-            [2, 3, 10, 9, 33, 3, 3, 0, 1], // pixel tiles: 8 + 2 / 6 + 4 channels, 33 = 16 + 16 + 1
+            [2, 3, 10, 9, 33, 3, 3, 0, 1], // pixel tiles: 10 / 6 + 4 channels, 33 = 16 + 16 + 1
             [1, 1, 6, 28, 28, 5, 5, 2, 1], // LeNet conv1
-            [2, 5, 17, 6, 40, 3, 3, 1, 1], // 17 channels
+            [2, 5, 17, 6, 40, 3, 3, 1, 1], // 17 channels: 8 + 9 / 5 + 6 + 6
+            [1, 2, 12, 5, 20, 3, 3, 1, 1], // 12 channels, the largest AVX-512 block
+            [2, 3, 23, 6, 12, 3, 3, 0, 1], // 23 = 11 + 12, one segment of 10 pixels
+            [1, 2, 9, 4, 50, 2, 2, 0, 1],  // 9 channels, 49 = 32 + 17 pixels
             [1, 4, 1, 5, 5, 1, 1, 0, 1],   // one channel, 1x1
             [3, 6, 16, 14, 14, 5, 5, 0, 1], // channel tiles: LeNet conv2, 10-pixel rows
             [2, 2, 32, 7, 21, 3, 3, 1, 2], // channel tiles, dilation and padding

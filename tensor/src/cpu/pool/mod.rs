@@ -1,5 +1,8 @@
 //! max / avg / adaptive-avg 2-d pooling over NCHW planes.
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
 use super::simd::vectorized;
 use super::strided::contiguous;
 use super::team;
@@ -52,25 +55,36 @@ fn dims4(s: &Shape) -> [usize; 4] {
     [d[0], d[1], d[2], d[3]]
 }
 
-pub(crate) fn max_pool2d(
+/// Max pooling values, and with `IDX` the i64 index of each maximum in its
+/// input plane (an empty storage without).
+pub(crate) fn max_pool2d<const IDX: bool>(
     s: &CpuStorage,
     l: &Layout,
     p: &MaxPool2dParams,
     out: &Shape,
 ) -> Result<(CpuStorage, CpuStorage)> {
-    fn go<T: FloatDType>(v: &[T], l: &Layout, p: &MaxPool2dParams, out: &Shape) -> (Vec<T>, Vec<i64>) {
+    fn go<T: FloatDType, const IDX: bool>(v: &[T], l: &Layout, p: &MaxPool2dParams, out: &Shape) -> (Vec<T>, Vec<i64>) {
         let [_, _, h, w] = dims4(l.shape());
         let [_, _, oh, ow] = dims4(out);
         match l.contiguous_range() {
-            Some(r) if h * w > 0 && out.numel() > 0 => max_pool_fast(&v[r], [h, w], [oh, ow], p),
+            Some(r) if h * w > 0 && out.numel() > 0 => max_pool_fast::<T, IDX>(&v[r], [h, w], [oh, ow], p),
             _ => max_pool_general(v, l, p, out),
         }
     }
     macro_rules! arm {
         ($var:ident, $v:expr) => {{
-            let (vals, idx) = go($v, l, p, out);
+            let (vals, idx) = go::<_, IDX>($v, l, p, out);
             (CpuStorage::$var(vals), CpuStorage::I64(idx))
         }};
+    }
+    #[cfg(target_arch = "x86_64")]
+    if let (CpuStorage::F32(v), false, Some(r)) = (s, IDX, l.contiguous_range()) {
+        let ([_, _, h, w], [_, _, oh, ow]) = (dims4(l.shape()), dims4(out));
+        let geometry = p.kernel == [2, 2] && p.stride == [2, 2] && p.dilation == [1, 1];
+        if geometry && h * w > 0 && out.numel() > 0 && super::simd::level() == 4 {
+            let vals = max_pool_2x2s2_f32(&v[r], [h, w], [oh, ow], p);
+            return Ok((CpuStorage::F32(vals), CpuStorage::I64(Vec::new())));
+        }
     }
     Ok(match s {
         CpuStorage::F32(v) => arm!(F32, v),
@@ -159,6 +173,39 @@ impl Taps {
     fn full(&self, k: usize) -> bool {
         self.lo == 0 && self.hi == k
     }
+
+    /// The positions whose `k` taps are all inside: one run, since window
+    /// starts increase (empty if there are none).
+    fn inner(axis: &[Taps], k: usize) -> Range<usize> {
+        let first = axis.iter().position(|t| t.full(k)).unwrap_or(0);
+        let end = axis.iter().rposition(|t| t.full(k)).map_or(0, |i| i + 1);
+        first..end.max(first)
+    }
+}
+
+/// f32 values of 2x2 stride-2 windows on an AVX-512 CPU (the caller checks):
+/// the rows and columns of windows all inside the input go through
+/// [`avx512::max_row_2x2s2`], border windows (padding, ceil mode) one at a
+/// time. The same results as [`max_pool_fast`].
+#[cfg(target_arch = "x86_64")]
+fn max_pool_2x2s2_f32(x: &[f32], [h, w]: [usize; 2], [oh, ow]: [usize; 2], p: &MaxPool2dParams) -> Vec<f32> {
+    let rows = Taps::axis(oh, h, 2, 2, p.padding[0], 1);
+    let cols = Taps::axis(ow, w, 2, 2, p.padding[1], 1);
+    let inner = Taps::inner(&cols, 2);
+    planes1(x, h * w, oh * ow, |src, dv| {
+        for (vrow, ry) in dv.chunks_exact_mut(ow).zip(&rows) {
+            let run = if ry.full(2) { inner.clone() } else { 0..0 };
+            for c in (0..run.start).chain(run.end.max(run.start)..ow) {
+                vrow[c].write(window_max(src, w, ry, &cols[c], [1, 1]).0);
+            }
+            if !run.is_empty() {
+                // Both rows and every column of these windows are inside the plane.
+                let base = ry.start as usize * w + cols[run.start].start as usize;
+                // SAFETY: the caller checked that the CPU has AVX-512F.
+                unsafe { avx512::max_row_2x2s2(&src[base..], &src[base + w..], &mut vrow[run]) };
+            }
+        }
+    })
 }
 
 /// Keeps the running maximum: a NaN replaces any non-NaN (and then stays), a
@@ -193,6 +240,32 @@ fn planes1<T: Sync, U: Send>(
     a
 }
 
+/// Runs `f(in_plane, value_plane, index_plane)` over the N*C planes: with
+/// `IDX` as [`planes2`], without it as [`planes1`] with an empty index plane
+/// (and an empty index vector returned).
+fn planes_max<T: Sync, U: Send, const IDX: bool>(
+    x: &[T],
+    in_sz: usize,
+    out_sz: usize,
+    f: impl Fn(&[T], &mut [MaybeUninit<U>], &mut [MaybeUninit<i64>]) + Sync + Send,
+) -> (Vec<U>, Vec<i64>) {
+    if IDX {
+        planes2(x, in_sz, out_sz, f)
+    } else {
+        (planes1(x, in_sz, out_sz, |src, dv| f(src, dv, &mut [])), Vec::new())
+    }
+}
+
+/// Row `r` of an index plane of width `ow`, or an empty row without `IDX`.
+#[inline(always)]
+fn index_row<const IDX: bool>(di: &mut [MaybeUninit<i64>], r: usize, ow: usize) -> &mut [MaybeUninit<i64>] {
+    if IDX {
+        &mut di[r * ow..][..ow]
+    } else {
+        &mut []
+    }
+}
+
 /// Runs `f(in_plane, out_plane, idx_plane)` over the N*C planes, writing two
 /// outputs of `out_sz` elements per plane into uninitialized memory.
 /// `f` must write every element of both output planes.
@@ -225,8 +298,9 @@ fn planes2<T: Sync, U: Send, V: Send>(
 /// the same results as [`max_pool_general`], written straight into the two
 /// outputs, with the taps outside the input skipped per row and column
 /// instead of per tap. Square 2x2 and 3x3 kernels with stride 1 or 2 (no
-/// dilation) take a vectorized path over blocks of [`BLOCK`] windows.
-fn max_pool_fast<T: FloatDType>(
+/// dilation) take a vectorized path over blocks of [`block`] windows.
+/// Without `IDX` only the values are computed (the index vector is empty).
+fn max_pool_fast<T: FloatDType, const IDX: bool>(
     x: &[T],
     [h, w]: [usize; 2],
     [oh, ow]: [usize; 2],
@@ -235,17 +309,14 @@ fn max_pool_fast<T: FloatDType>(
     let (k, s, d) = (p.kernel, p.stride, p.dilation);
     let rows = Taps::axis(oh, h, k[0], s[0], p.padding[0], d[0]);
     let cols = Taps::axis(ow, w, k[1], s[1], p.padding[1], d[1]);
-    // Columns whose taps are all inside form one run (window starts increase).
-    let first = cols.iter().position(|t| t.full(k[1])).unwrap_or(0);
-    let end = cols.iter().rposition(|t| t.full(k[1])).map_or(0, |i| i + 1);
-    let inner = first..end.max(first);
+    let inner = Taps::inner(&cols, k[1]);
     let (rows, cols, inner) = (&rows, &cols, &inner);
     macro_rules! fixed {
         ($k:literal, $s:literal) => {
-            planes2(x, h * w, oh * ow, |src, dv, di| {
+            planes_max::<_, _, IDX>(x, h * w, oh * ow, |src, dv, di| {
                 vectorized(
                     #[inline(always)]
-                    || max_plane_fixed::<T, $k, $s>(src, w, rows, cols, inner.clone(), dv, di),
+                    || max_plane_fixed::<T, $k, $s, IDX>(src, w, rows, cols, inner.clone(), dv, di),
                 )
             })
         };
@@ -255,12 +326,14 @@ fn max_pool_fast<T: FloatDType>(
         ([3, 3], true, 2, [1, 1]) => fixed!(3, 2),
         ([3, 3], true, 1, [1, 1]) => fixed!(3, 1),
         ([2, 2], true, 1, [1, 1]) => fixed!(2, 1),
-        _ => planes2(x, h * w, oh * ow, |src, dv, di| max_plane_any(src, w, rows, cols, d, dv, di)),
+        _ => planes_max::<_, _, IDX>(x, h * w, oh * ow, |src, dv, di| {
+            max_plane_any::<T, IDX>(src, w, rows, cols, d, dv, di)
+        }),
     }
 }
 
 /// Any window geometry, one window at a time.
-fn max_plane_any<T: FloatDType>(
+fn max_plane_any<T: FloatDType, const IDX: bool>(
     src: &[T],
     w: usize,
     rows: &[Taps],
@@ -270,11 +343,14 @@ fn max_plane_any<T: FloatDType>(
     di: &mut [MaybeUninit<i64>],
 ) {
     let ow = cols.len();
-    for ((vrow, irow), ry) in dv.chunks_exact_mut(ow).zip(di.chunks_exact_mut(ow)).zip(rows) {
-        for ((v, i), cx) in vrow.iter_mut().zip(irow.iter_mut()).zip(cols) {
+    for (r, (vrow, ry)) in dv.chunks_exact_mut(ow).zip(rows).enumerate() {
+        let irow = index_row::<IDX>(di, r, ow);
+        for (c, (v, cx)) in vrow.iter_mut().zip(cols).enumerate() {
             let (best, bi) = window_max(src, w, ry, cx, dil);
             v.write(T::from_acc(best));
-            i.write(bi as i64);
+            if IDX {
+                irow[c].write(bi as i64);
+            }
         }
     }
 }
@@ -293,9 +369,9 @@ const fn block(k: usize, s: usize) -> usize {
 /// KxK windows with stride S (both axes) and no dilation. In rows whose taps
 /// are all inside, the run of `inner` columns (all taps inside) goes through
 /// one loop over constant tap offsets, which vectorizes across windows;
-/// everything else one window at a time.
+/// everything else one window at a time. Indices are written only with `IDX`.
 #[inline(always)]
-fn max_plane_fixed<T: FloatDType, const K: usize, const S: usize>(
+fn max_plane_fixed<T: FloatDType, const K: usize, const S: usize, const IDX: bool>(
     src: &[T],
     w: usize,
     rows: &[Taps],
@@ -305,27 +381,28 @@ fn max_plane_fixed<T: FloatDType, const K: usize, const S: usize>(
     di: &mut [MaybeUninit<i64>],
 ) {
     let ow = cols.len();
-    let one = |v: &mut MaybeUninit<T>, i: &mut MaybeUninit<i64>, ry: &Taps, cx: &Taps| {
-        let (best, bi) = window_max(src, w, ry, cx, [1, 1]);
-        v.write(T::from_acc(best));
-        i.write(bi as i64);
+    // Window `c` of the row into `vrow[c]` (and `irow[c]`).
+    let one = |vrow: &mut [MaybeUninit<T>], irow: &mut [MaybeUninit<i64>], c: usize, ry: &Taps| {
+        let (best, bi) = window_max(src, w, ry, &cols[c], [1, 1]);
+        vrow[c].write(T::from_acc(best));
+        if IDX {
+            irow[c].write(bi as i64);
+        }
     };
-    for ((vrow, irow), ry) in dv.chunks_exact_mut(ow).zip(di.chunks_exact_mut(ow)).zip(rows) {
+    for (r, (vrow, ry)) in dv.chunks_exact_mut(ow).zip(rows).enumerate() {
+        let irow = index_row::<IDX>(di, r, ow);
         if !ry.full(K) || inner.is_empty() {
-            for ((v, i), cx) in vrow.iter_mut().zip(irow.iter_mut()).zip(cols) {
-                one(v, i, ry, cx);
+            for c in 0..ow {
+                one(vrow, irow, c, ry);
             }
             continue;
         }
         let (c0, c1) = (inner.start, inner.end);
-        let (vl, vrest) = vrow.split_at_mut(c0);
-        let (il, irest) = irow.split_at_mut(c0);
-        let (vr, vt) = vrest.split_at_mut(c1 - c0);
-        let (ir, it) = irest.split_at_mut(c1 - c0);
-        let border = vl.iter_mut().zip(il.iter_mut()).zip(&cols[..c0]);
-        for ((v, i), cx) in border.chain(vt.iter_mut().zip(it.iter_mut()).zip(&cols[c1..])) {
-            one(v, i, ry, cx);
+        for c in (0..c0).chain(c1..ow) {
+            one(vrow, irow, c, ry);
         }
+        let vr = &mut vrow[c0..c1];
+        let ir = if IDX { &mut irow[c0..c1] } else { &mut [] };
         // All taps inside: the first window starts at row ry.start >= 0, column cols[c0].start >= 0.
         let base = ry.start as usize * w + cols[c0].start as usize;
         // The vectorized loop leaves `len % VF` windows to a scalar tail, which
@@ -333,33 +410,40 @@ fn max_plane_fixed<T: FloatDType, const K: usize, const S: usize>(
         // the last `b` windows again (rewriting a few with the same values).
         let (n, b) = (vr.len(), block(K, S));
         let full = if n >= b { n / b * b } else { n };
-        let mut ok = max_run::<T, K, S>(src, w, base, &mut vr[..full], &mut ir[..full]);
+        let head = if IDX { &mut ir[..full] } else { &mut [] };
+        let mut ok = max_run::<T, K, S, IDX>(src, w, base, &mut vr[..full], head);
         if ok && full < n {
             // Opaque, so the compiler keeps the loop instead of unrolling it (scalar).
             let c = n - std::hint::black_box(b);
-            ok = max_run::<T, K, S>(src, w, base + c * S, &mut vr[c..], &mut ir[c..]);
+            let tail = if IDX { &mut ir[c..] } else { &mut [] };
+            ok = max_run::<T, K, S, IDX>(src, w, base + c * S, &mut vr[c..], tail);
         }
         if !ok {
             // Unreachable (the windows are inside the plane); kept so every output is written.
-            for ((v, i), cx) in vr.iter_mut().zip(ir.iter_mut()).zip(&cols[c0..c1]) {
-                one(v, i, ry, cx);
+            for c in c0..c1 {
+                one(vrow, irow, c, ry);
             }
         }
     }
 }
 
 /// `dv.len()` neighbouring KxK windows, stride S; the first starts at `base`.
-/// Same tap order and tie rule as the general kernel. Writes nothing and
-/// returns false unless every tap is inside `src`.
+/// Same tap order and tie rule as the general kernel; with `IDX` the index
+/// of each maximum goes to `di` (as long as `dv`), without it `di` is unused.
+/// Writes nothing and returns false unless every tap is inside `src` (and,
+/// with `IDX`, `di` is as long as `dv`).
 #[inline(always)]
-fn max_run<T: FloatDType, const K: usize, const S: usize>(
+fn max_run<T: FloatDType, const K: usize, const S: usize, const IDX: bool>(
     src: &[T],
     w: usize,
     base: usize,
     dv: &mut [MaybeUninit<T>],
     di: &mut [MaybeUninit<i64>],
 ) -> bool {
-    let n = dv.len().min(di.len());
+    let n = dv.len();
+    if IDX && di.len() != n {
+        return false;
+    }
     if n == 0 {
         return true;
     }
@@ -371,7 +455,7 @@ fn max_run<T: FloatDType, const K: usize, const S: usize>(
     if last.is_none_or(|l| l >= src.len()) {
         return false;
     }
-    for (j, (v, i)) in dv.iter_mut().zip(di.iter_mut()).enumerate() {
+    for (j, v) in dv.iter_mut().enumerate() {
         let o = base + j * S;
         // SAFETY: with j < n, ki < K and kj < K, o + ki * w + kj <= `last`,
         // which is in bounds (checked above). Unchecked reads let the loop
@@ -386,7 +470,10 @@ fn max_run<T: FloatDType, const K: usize, const S: usize>(
             }
         }
         v.write(T::from_acc(best));
-        i.write(bi as i64);
+        if IDX {
+            // SAFETY: j < n == di.len() (checked above).
+            unsafe { di.get_unchecked_mut(j) }.write(bi as i64);
+        }
     }
     true
 }
