@@ -489,6 +489,25 @@ fn fused_epilogues_equal_the_ops_one_by_one() -> Result<()> {
         let step = a.add(&b)?.relu()?.mul_scalar(1.5)?.tanh()?.clamp(Some(-0.2), Some(0.7))?;
         assert_eq!(f32s(&fused[0]), f32s(&step));
     }
+    // Convolution heads: the direct f32 kernels apply the epilogue per image
+    // (pixel tiles, channel tiles), the others after the whole batch (stride
+    // 2 and f64 take im2col + gemm); all equal conv2d and then the ops.
+    let cases: [([usize; 4], [usize; 4], usize, DType); 4] = [
+        ([3, 3, 12, 12], [10, 3, 3, 3], 1, DType::F32),
+        ([2, 6, 14, 14], [16, 6, 5, 5], 1, DType::F32),
+        ([2, 3, 12, 12], [10, 3, 3, 3], 2, DType::F32),
+        ([2, 3, 12, 12], [10, 3, 3, 3], 1, DType::F64),
+    ];
+    for (xs, ws, stride, dt) in cases {
+        let x = Tensor::randn(xs, dt, &cpu())?;
+        let (w, b) = (Tensor::randn(ws, dt, &cpu())?, Tensor::randn([ws[0]], dt, &cpu())?);
+        let p = Conv2dParams { stride: [stride, stride], ..Default::default() };
+        let fused =
+            Tensor::apply(Op::Fused { head: Box::new(Op::Conv2d(p)), epilogue: epilogue.clone() }, &[&x, &w, &b])?;
+        let step = x.conv2d(&w, Some(&b), &p)?.relu()?.mul_scalar(1.5)?.tanh()?.clamp(Some(-0.2), Some(0.7))?;
+        let f64s = |t: &Tensor| t.to_dtype(DType::F64).unwrap().to_vec::<f64>().unwrap();
+        assert_eq!(f64s(&fused[0]), f64s(&step), "conv {xs:?} * {ws:?}, stride {stride}, {dt}");
+    }
     // f16 computes in f32 as the unfused ops do.
     let h = Tensor::randn([64], DType::F32, &cpu())?.to_dtype(DType::F16)?;
     let fused =

@@ -3,6 +3,7 @@
 
 #[cfg(target_arch = "x86_64")]
 use super::conv_direct;
+use super::elementwise::Epilogue;
 use super::matmul::{gemm_accumulate, gemm_is_parallel, gemm_raw, gemm_strided, GemmElem, MatRef};
 use super::strided::contiguous;
 use super::team;
@@ -140,7 +141,7 @@ fn over_images<T: Send>(
 fn conv2d_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: Geom, n: usize) -> Vec<f32> {
     #[cfg(target_arch = "x86_64")]
     if conv_direct::applies(&g) {
-        if let Some(out) = conv_direct::conv2d(x, w, bias, g, n) {
+        if let Some(out) = conv_direct::conv2d(x, w, bias, g, n, None) {
             return out;
         }
     }
@@ -446,6 +447,39 @@ pub(crate) fn conv2d(
 ) -> Result<CpuStorage> {
     let g = Geom::new(x.1, w.1, out, p.groups, p.stride, p.padding, p.dilation);
     run("conv2d", [x, w], bias, g, x.1.dims()[0], conv2d_f32, conv2d_typed::<f64>)
+}
+
+/// [`conv2d`] followed by `epilogue`, if the direct f32 kernels take this
+/// convolution: they apply the epilogue per image while its output is in
+/// cache. `None` otherwise (the caller runs the two one after the other).
+pub(crate) fn conv2d_fused(
+    x: (&CpuStorage, &Layout),
+    w: (&CpuStorage, &Layout),
+    bias: Option<(&CpuStorage, &Layout)>,
+    p: &Conv2dParams,
+    out: &Shape,
+    epilogue: Epilogue<'_>,
+) -> Option<CpuStorage> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let g = Geom::new(x.1, w.1, out, p.groups, p.stride, p.padding, p.dilation);
+        let (CpuStorage::F32(xv), CpuStorage::F32(wv)) = (x.0, w.0) else { return None };
+        let b = match bias {
+            Some((CpuStorage::F32(bv), lb)) => Some(contiguous(bv, lb)),
+            Some(_) => return None,
+            None => None,
+        };
+        if !conv_direct::applies(&g) {
+            return None;
+        }
+        let (xv, wv) = (contiguous(xv, x.1), contiguous(wv, w.1));
+        conv_direct::conv2d(&xv, &wv, b.as_deref(), g, x.1.dims()[0], Some(epilogue)).map(CpuStorage::F32)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (x, w, bias, p, out, epilogue);
+        None
+    }
 }
 
 pub(crate) fn conv_transpose2d(

@@ -262,26 +262,46 @@ fn clamp_with<T: WithDType, A: Apply<T>>(a: A, lo: Option<f64>, hi: Option<f64>)
 
 /// Runs the element-wise `ops` of a fused op over a float buffer in place,
 /// chunk by chunk (a chunk stays in L1 through the whole chain).
-pub(crate) fn epilogue(s: &mut CpuStorage, ops: &[Op]) -> Result<()> {
-    if let Some(bad) = ops.iter().find(|o| !matches!(o, Op::Unary(_) | Op::BinaryScalar { .. } | Op::Clamp { .. })) {
-        return Err(Error::invalid("fused", format!("`{}` cannot run as an epilogue", bad.name())));
+/// Element-wise ops that passed [`Epilogue::new`]'s check.
+#[derive(Clone, Copy)]
+pub(crate) struct Epilogue<'a>(&'a [Op]);
+
+impl<'a> Epilogue<'a> {
+    /// `ops`, if each is an op an epilogue can run (unary, scalar binary, clamp).
+    pub(crate) fn new(ops: &'a [Op]) -> Result<Self> {
+        if let Some(bad) = ops.iter().find(|o| !matches!(o, Op::Unary(_) | Op::BinaryScalar { .. } | Op::Clamp { .. }))
+        {
+            return Err(Error::invalid("fused", format!("`{}` cannot run as an epilogue", bad.name())));
+        }
+        Ok(Epilogue(ops))
     }
-    fn go<T: FloatDType>(v: &mut [T], ops: &[Op]) {
-        const CHUNK: usize = 4096;
-        let run = |chunk: &mut [T]| {
-            for op in ops {
-                match op {
-                    Op::Unary(u) => unary_float(*u, InPlace(&mut *chunk)),
-                    Op::BinaryScalar { op, scalar } => binary_scalar_float(*op, *scalar, InPlace(&mut *chunk)),
-                    Op::Clamp { min, max } => clamp_with(InPlace(&mut *chunk), *min, *max),
-                    _ => unreachable!("checked above"),
-                }
+
+    /// Applies the ops to `v` in place, on this thread, in cache-sized chunks.
+    pub(crate) fn apply<T: FloatDType>(self, v: &mut [T]) {
+        v.chunks_mut(EPILOGUE_CHUNK).for_each(|c| self.chunk(c));
+    }
+
+    fn chunk<T: FloatDType>(self, chunk: &mut [T]) {
+        for op in self.0 {
+            match op {
+                Op::Unary(u) => unary_float(*u, InPlace(&mut *chunk)),
+                Op::BinaryScalar { op, scalar } => binary_scalar_float(*op, *scalar, InPlace(&mut *chunk)),
+                Op::Clamp { min, max } => clamp_with(InPlace(&mut *chunk), *min, *max),
+                _ => unreachable!("checked by Epilogue::new"),
             }
-        };
+        }
+    }
+}
+
+const EPILOGUE_CHUNK: usize = 4096;
+
+pub(crate) fn epilogue(s: &mut CpuStorage, ops: &[Op]) -> Result<()> {
+    let ops = Epilogue::new(ops)?;
+    fn go<T: FloatDType>(v: &mut [T], ops: Epilogue<'_>) {
         if worth_parallel(v.len()) {
-            super::team::chunks_mut(true, v, CHUNK, |_, c| run(c));
+            super::team::chunks_mut(true, v, EPILOGUE_CHUNK, |_, c| ops.chunk(c));
         } else {
-            v.chunks_mut(CHUNK).for_each(run);
+            ops.apply(v);
         }
     }
     match s {

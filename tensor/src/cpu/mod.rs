@@ -106,6 +106,13 @@ impl Backend for CpuBackend {
             Op::OneHot { num_classes } => one(index::one_hot((s(0)?, l(0)), *num_classes)?),
             Op::Pad { pads, value } => one(index::pad((s(0)?, l(0)), pads, *value, out)?),
             Op::Fused { head, epilogue } => {
+                if let Op::Conv2d(p) = &**head {
+                    let ops = elementwise::Epilogue::new(epilogue)?;
+                    let bias = if inputs.len() > 2 { Some((s(2)?, l(2))) } else { None };
+                    if let Some(y) = conv::conv2d_fused((s(0)?, l(0)), (s(1)?, l(1)), bias, p, &outputs[0].shape, ops) {
+                        return one(y);
+                    }
+                }
                 let mut out = self.execute(head, inputs, outputs)?;
                 let buf = out[0].cpu_mut().ok_or_else(|| Error::invalid(op.name(), "the head's output is shared"))?;
                 elementwise::epilogue(buf, epilogue)?;
