@@ -529,3 +529,36 @@ fn fused_epilogues_equal_the_ops_one_by_one() -> Result<()> {
     assert!(e.unwrap_err().to_string().contains("floating-point"));
     Ok(())
 }
+
+/// f32 products with few columns and a transposed right operand (a linear
+/// layer's `x @ w.t()`) take dot-product kernels on AVX-512 CPUs (gemm
+/// elsewhere): against the f64 product, for every column count up to 16
+/// (one or two column blocks), odd row counts, depths with a partial last
+/// vector, and batched operands; a contiguous right operand takes gemm.
+#[test]
+fn skinny_products_with_transposed_weights_match_f64() -> Result<()> {
+    let mut g = Generator::new(21);
+    let mut check = |batch: &[usize], m: usize, k: usize, n: usize, transposed: bool| -> Result<()> {
+        let xs: Vec<usize> = batch.iter().copied().chain([m, k]).collect();
+        let x = Tensor::randn_with(&mut g, xs.as_slice(), DType::F64, &cpu())?;
+        let w = Tensor::randn_with(&mut g, [n, k], DType::F64, &cpu())?.t()?;
+        let w = if transposed { w } else { w.contiguous()? };
+        let want = x.matmul(&w)?;
+        let f = |t: &Tensor| t.to_dtype(DType::F32);
+        let got = f(&x)?.matmul(&f(&w)?)?.to_dtype(DType::F64)?;
+        assert_eq!(got.dims(), want.dims());
+        let err = got.sub(&want)?.abs()?.max_all()?.item()?;
+        let scale = want.abs()?.max_all()?.item()?.max(1.0);
+        assert!(err / scale < 1e-5, "{batch:?} x [{m}, {k}] @ [{k}, {n}]: relative error {}", err / scale);
+        Ok(())
+    };
+    for n in 1..=16 {
+        check(&[], 7, 100, n, true)?;
+    }
+    for (m, k) in [(1, 64), (2, 65), (64, 2250), (33, 784), (5, 1000)] {
+        check(&[], m, k, 10, true)?;
+        check(&[], m, k, 10, false)?;
+    }
+    check(&[3], 4, 96, 12, true)?;
+    Ok(())
+}

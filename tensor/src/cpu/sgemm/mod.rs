@@ -20,8 +20,13 @@
 //!
 //! Threads split the result into column (or row) strips; each packs its own
 //! operands, so a product is one fork and one join.
+//!
+//! On AVX-512 CPUs, products with at most 16 columns whose right operand is
+//! a transposed weight run as dot products instead ([`dots`]).
 
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod dots;
 
 use super::matmul::{MatRef, Strips};
 use super::team;
@@ -73,8 +78,8 @@ unsafe impl Send for Product {}
 unsafe impl Sync for Product {}
 
 /// `c (m x n) = a (m x k) @ b (k x n)`, or `c += a @ b` with `accumulate`,
-/// every matrix with arbitrary strides, if these kernels serve it: they are
-/// [`available`] and the product, as [`with_unit_column_stride`] turns it,
+/// every matrix with arbitrary strides, if these kernels serve it: the dot
+/// products take it ([`dots::applies`]), or they are [`available`] and the product, as [`with_unit_column_stride`] turns it,
 /// has at least two register blocks of rows and `NR` columns. With fewer
 /// rows, packing the whole right operand costs about as much as the product
 /// (a [1, 784] x [784, 512] product took 2-6x the `gemm` crate's time in a
@@ -92,6 +97,14 @@ pub(crate) unsafe fn try_sgemm(
     threads: usize,
     accumulate: bool,
 ) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if dots::applies(a, b, mnk) {
+        let (m, n, k) = mnk;
+        let parallel = super::matmul::gemm_is_parallel(threads, m, n, k);
+        // SAFETY: the caller's guarantee, for the same elements; `applies` held.
+        unsafe { dots::dots(c, a, b, mnk, parallel, accumulate) };
+        return true;
+    }
     if !available() {
         return false;
     }
