@@ -18,6 +18,7 @@ use oar::nn::models::{LeNet5, SimpleCnn};
 use oar::nn::Layer;
 use std::time::Instant;
 
+/// Block pairs per model under `cargo bench`; one when run as a test.
 const BLOCKS: usize = 15;
 
 /// Seconds per call of `f`, averaged over `reps` calls.
@@ -34,7 +35,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn compare(id: &str, model: &mut dyn Layer, input: &[usize]) {
+fn compare(id: &str, model: &mut dyn Layer, input: &[usize], blocks: usize) {
     model.eval();
     let x = randn(input);
     let _no_grad = oar::no_grad();
@@ -45,7 +46,7 @@ fn compare(id: &str, model: &mut dyn Layer, input: &[usize]) {
     let once = block(3, || drop(eager_run())).max(block(3, || drop(static_run())));
     let reps = ((0.02 / once) as usize).clamp(1, 10_000);
     let (mut eager, mut stat) = (Vec::new(), Vec::new());
-    for _ in 0..BLOCKS {
+    for _ in 0..blocks {
         eager.push(block(reps, || drop(eager_run())));
         stat.push(block(reps, || drop(static_run())));
     }
@@ -57,12 +58,11 @@ fn compare(id: &str, model: &mut dyn Layer, input: &[usize]) {
 
 fn main() {
     common::init("eager_vs_static");
-    // `cargo bench` passes `--bench`; `cargo test --benches` runs this too, so keep it short there.
-    if std::env::args().any(|a| a == "--test") {
-        return;
-    }
-    compare("simple_cnn_bs1", &mut SimpleCnn::new().expect("model"), &[1, 3, 32, 32]);
-    compare("simple_cnn_bs64", &mut SimpleCnn::new().expect("model"), &[64, 3, 32, 32]);
-    compare("lenet5_bs64", &mut LeNet5::new().expect("model"), &[64, 1, 28, 28]);
-    compare("lenet5_bs256", &mut LeNet5::new().expect("model"), &[256, 1, 28, 28]);
+    // `cargo bench` passes `--bench`; without it (`cargo test --benches`)
+    // one block per model checks that the bench runs.
+    let blocks = if std::env::args().any(|a| a == "--bench") { BLOCKS } else { 1 };
+    compare("simple_cnn_bs1", &mut SimpleCnn::new().expect("model"), &[1, 3, 32, 32], blocks);
+    compare("simple_cnn_bs64", &mut SimpleCnn::new().expect("model"), &[64, 3, 32, 32], blocks);
+    compare("lenet5_bs64", &mut LeNet5::new().expect("model"), &[64, 1, 28, 28], blocks);
+    compare("lenet5_bs256", &mut LeNet5::new().expect("model"), &[256, 1, 28, 28], blocks);
 }

@@ -139,13 +139,43 @@ fn over_images<T: Send>(
 }
 
 fn conv2d_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: Geom, n: usize) -> Vec<f32> {
+    direct_f32(x, w, bias, g, n, None).unwrap_or_else(|| conv2d_typed(x, w, bias, g, n))
+}
+
+/// Whether the direct kernels take this convolution on this CPU.
+fn direct_applies(g: &Geom) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if conv_direct::applies(&g) {
-        if let Some(out) = conv_direct::conv2d(x, w, bias, g, n, None) {
-            return out;
-        }
+    {
+        conv_direct::applies(g) && conv_direct::available()
     }
-    conv2d_typed(x, w, bias, g, n)
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = g;
+        false
+    }
+}
+
+/// The direct kernels' convolution (then `epilogue` per image), if they take it.
+fn direct_f32(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    g: Geom,
+    n: usize,
+    epilogue: Option<Epilogue<'_>>,
+) -> Option<Vec<f32>> {
+    if !direct_applies(&g) {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        conv_direct::conv2d(x, w, bias, g, n, epilogue)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (x, w, bias, n, epilogue);
+        None
+    }
 }
 
 pub(super) fn conv2d_typed<T: GemmElem + std::ops::Add<Output = T>>(
@@ -460,26 +490,19 @@ pub(crate) fn conv2d_fused(
     out: &Shape,
     epilogue: Epilogue<'_>,
 ) -> Option<CpuStorage> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let g = Geom::new(x.1, w.1, out, p.groups, p.stride, p.padding, p.dilation);
-        let (CpuStorage::F32(xv), CpuStorage::F32(wv)) = (x.0, w.0) else { return None };
-        let b = match bias {
-            Some((CpuStorage::F32(bv), lb)) => Some(contiguous(bv, lb)),
-            Some(_) => return None,
-            None => None,
-        };
-        if !conv_direct::applies(&g) {
-            return None;
-        }
-        let (xv, wv) = (contiguous(xv, x.1), contiguous(wv, w.1));
-        conv_direct::conv2d(&xv, &wv, b.as_deref(), g, x.1.dims()[0], Some(epilogue)).map(CpuStorage::F32)
+    let g = Geom::new(x.1, w.1, out, p.groups, p.stride, p.padding, p.dilation);
+    let (CpuStorage::F32(xv), CpuStorage::F32(wv)) = (x.0, w.0) else { return None };
+    // Decided before any copy, so a fallback costs nothing here.
+    if !direct_applies(&g) {
+        return None;
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (x, w, bias, p, out, epilogue);
-        None
-    }
+    let b = match bias {
+        Some((CpuStorage::F32(bv), lb)) => Some(contiguous(bv, lb)),
+        Some(_) => return None,
+        None => None,
+    };
+    let (xv, wv) = (contiguous(xv, x.1), contiguous(wv, w.1));
+    direct_f32(&xv, &wv, b.as_deref(), g, x.1.dims()[0], Some(epilogue)).map(CpuStorage::F32)
 }
 
 pub(crate) fn conv_transpose2d(

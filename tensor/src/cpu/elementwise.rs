@@ -295,8 +295,8 @@ impl<'a> Epilogue<'a> {
 
 const EPILOGUE_CHUNK: usize = 4096;
 
-pub(crate) fn epilogue(s: &mut CpuStorage, ops: &[Op]) -> Result<()> {
-    let ops = Epilogue::new(ops)?;
+/// Applies `ops` to a whole output in place, chunks across the team when large.
+pub(crate) fn epilogue(s: &mut CpuStorage, ops: Epilogue<'_>) -> Result<()> {
     fn go<T: FloatDType>(v: &mut [T], ops: Epilogue<'_>) {
         if worth_parallel(v.len()) {
             super::team::chunks_mut(true, v, EPILOGUE_CHUNK, |_, c| ops.chunk(c));

@@ -90,10 +90,10 @@ impl Backend for CpuBackend {
                 one(conv::conv2d_weight_grad((s(0)?, l(0)), (s(1)?, l(1)), params, out)?)
             }
             Op::MaxPool2d(p) => {
-                let (v, i) = pool::max_pool2d::<true>(s(0)?, l(0), p, out)?;
+                let (v, i) = pool::max_pool2d_with_indices(s(0)?, l(0), p, out)?;
                 Ok(smallvec::smallvec![Storage::cpu(v), Storage::cpu(i)])
             }
-            Op::MaxPool2dValues(p) => one(pool::max_pool2d::<false>(s(0)?, l(0), p, out)?.0),
+            Op::MaxPool2dValues(p) => one(pool::max_pool2d_values(s(0)?, l(0), p, out)?),
             Op::AvgPool2d(p) => one(pool::avg_pool2d(s(0)?, l(0), p, out)?),
             Op::AdaptiveAvgPool2d { .. } => one(pool::adaptive_avg_pool2d(s(0)?, l(0), out)?),
             Op::Cat { dim } => {
@@ -106,8 +106,8 @@ impl Backend for CpuBackend {
             Op::OneHot { num_classes } => one(index::one_hot((s(0)?, l(0)), *num_classes)?),
             Op::Pad { pads, value } => one(index::pad((s(0)?, l(0)), pads, *value, out)?),
             Op::Fused { head, epilogue } => {
+                let ops = elementwise::Epilogue::new(epilogue)?;
                 if let Op::Conv2d(p) = &**head {
-                    let ops = elementwise::Epilogue::new(epilogue)?;
                     let bias = if inputs.len() > 2 { Some((s(2)?, l(2))) } else { None };
                     if let Some(y) = conv::conv2d_fused((s(0)?, l(0)), (s(1)?, l(1)), bias, p, &outputs[0].shape, ops) {
                         return one(y);
@@ -115,7 +115,7 @@ impl Backend for CpuBackend {
                 }
                 let mut out = self.execute(head, inputs, outputs)?;
                 let buf = out[0].cpu_mut().ok_or_else(|| Error::invalid(op.name(), "the head's output is shared"))?;
-                elementwise::epilogue(buf, epilogue)?;
+                elementwise::epilogue(buf, ops)?;
                 Ok(out)
             }
             Op::Reshape { .. } | Op::Permute { .. } | Op::Expand { .. } | Op::Slice { .. } | Op::ToDevice(_) => {

@@ -105,6 +105,11 @@ fn pixel_taps<A>(
     acc
 }
 
+/// Whether this CPU runs any of the tiles (AVX-512, or AVX2 + FMA).
+pub(crate) fn available() -> bool {
+    Isa::detect().is_some()
+}
+
 /// `n` images `x` (NCHW) convolved with `w` (`[o, c, kh, kw]`), plus `bias`,
 /// then `epilogue` applied to each image's output while it is in cache (a
 /// separate pass over a batch's output ran from memory: 6% of the seed

@@ -55,14 +55,29 @@ fn dims4(s: &Shape) -> [usize; 4] {
     [d[0], d[1], d[2], d[3]]
 }
 
-/// Max pooling values, and with `IDX` the i64 index of each maximum in its
-/// input plane (an empty storage without).
-pub(crate) fn max_pool2d<const IDX: bool>(
+/// Max pooling values and the i64 index of each maximum in its input plane.
+pub(crate) fn max_pool2d_with_indices(
     s: &CpuStorage,
     l: &Layout,
     p: &MaxPool2dParams,
     out: &Shape,
 ) -> Result<(CpuStorage, CpuStorage)> {
+    let (values, indices) = max_pool2d::<true>(s, l, p, out)?;
+    Ok((values, CpuStorage::I64(indices)))
+}
+
+/// Max pooling values alone.
+pub(crate) fn max_pool2d_values(s: &CpuStorage, l: &Layout, p: &MaxPool2dParams, out: &Shape) -> Result<CpuStorage> {
+    Ok(max_pool2d::<false>(s, l, p, out)?.0)
+}
+
+/// Max pooling values, and with `IDX` the indices (empty without).
+fn max_pool2d<const IDX: bool>(
+    s: &CpuStorage,
+    l: &Layout,
+    p: &MaxPool2dParams,
+    out: &Shape,
+) -> Result<(CpuStorage, Vec<i64>)> {
     fn go<T: FloatDType, const IDX: bool>(v: &[T], l: &Layout, p: &MaxPool2dParams, out: &Shape) -> (Vec<T>, Vec<i64>) {
         let [_, _, h, w] = dims4(l.shape());
         let [_, _, oh, ow] = dims4(out);
@@ -74,7 +89,7 @@ pub(crate) fn max_pool2d<const IDX: bool>(
     macro_rules! arm {
         ($var:ident, $v:expr) => {{
             let (vals, idx) = go::<_, IDX>($v, l, p, out);
-            (CpuStorage::$var(vals), CpuStorage::I64(idx))
+            (CpuStorage::$var(vals), idx)
         }};
     }
     #[cfg(target_arch = "x86_64")]
@@ -83,7 +98,7 @@ pub(crate) fn max_pool2d<const IDX: bool>(
         let geometry = p.kernel == [2, 2] && p.stride == [2, 2] && p.dilation == [1, 1];
         if geometry && h * w > 0 && out.numel() > 0 && super::simd::level() == 4 {
             let vals = max_pool_2x2s2_f32(&v[r], [h, w], [oh, ow], p);
-            return Ok((CpuStorage::F32(vals), CpuStorage::I64(Vec::new())));
+            return Ok((CpuStorage::F32(vals), Vec::new()));
         }
     }
     Ok(match s {

@@ -40,7 +40,7 @@ pub(super) unsafe fn dots(
     accumulate: bool,
 ) {
     let product = super::Product { c, a, b, accumulate };
-    // Row pairs, in at most 8 tasks per thread's share.
+    // Row pairs, in at most 16 tasks (the team balances them).
     let pairs = m.div_ceil(2);
     let tasks = if parallel { pairs.min(16) } else { 1 };
     team::for_each(parallel, tasks, |t| {
