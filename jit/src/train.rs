@@ -1,7 +1,9 @@
 //! A whole training step as a static graph: forward, loss, backward (the
 //! autograd rules are ordinary ops, so the trace records them) and an SGD or
-//! Adam update. The graph's inputs are the batch, the parameters and the
-//! optimizer state; its outputs the loss and their updated values, which the
+//! Adam update. The graph's inputs are the batch, the parameters, the
+//! optimizer state, the module's buffers (batch norm's running statistics)
+//! and the per-step numbers (learning rate, Adam's bias corrections); its
+//! outputs the loss and the updated parameters, state and buffers, which the
 //! next step feeds back in.
 
 use crate::exec::Plan;
@@ -9,15 +11,16 @@ use crate::graph::Graph;
 use crate::passes::{optimize, OptLevel};
 use crate::trace::trace;
 use oar_autograd::BackwardOptions;
-use oar_nn::optim::{adam_bias_correction, adam_update, AdamConfig, BiasCorrection, SgdConfig};
-use oar_nn::{Forward, Module, Param};
+use oar_nn::optim::{adam_bias_correction, adam_update, sgd_update, AdamConfig, AdamScalars, Hyper, SgdConfig};
+use oar_nn::{Buffer, Forward, Module, Param};
 use oar_tensor::{DType, Error, Result, Shape, Tensor};
 use std::sync::Arc;
 
 /// The loss of a traced step: model output and targets to a scalar.
 pub type LossFn<'a> = dyn Fn(&Tensor, &Tensor) -> Result<Tensor> + 'a;
 
-/// The update a step applies: one parameter group, fixed hyperparameters.
+/// The update a step applies: one parameter group; every hyperparameter but
+/// the learning rate is fixed.
 #[derive(Clone, Copy, Debug)]
 enum Rule {
     Sgd(SgdConfig),
@@ -38,15 +41,29 @@ impl Rule {
         }
     }
 
-    /// Values of the graph's trailing scalar inputs at step `t` (1-based):
-    /// what Adam's bias correction computes on the host, so that one graph
-    /// serves every step.
-    fn scalars(&self, t: usize) -> Vec<f64> {
+    /// The learning rate the rule was built with.
+    fn lr(&self) -> f64 {
         match self {
-            Rule::Sgd(_) => Vec::new(),
-            Rule::Adam { cfg, .. } => {
-                let (bias2_sqrt, step_size) = adam_bias_correction(cfg.betas, cfg.lr, t as u64);
-                vec![bias2_sqrt, step_size]
+            Rule::Sgd(c) => c.lr,
+            Rule::Adam { cfg, .. } => cfg.lr,
+        }
+    }
+
+    /// Values of the graph's trailing scalar inputs at step `t` (1-based)
+    /// and learning rate `lr`, computed on the host so that one graph serves
+    /// every step and every rate: SGD's `lr`; Adam's bias corrections
+    /// `sqrt(1 - b2^t)` and `lr / (1 - b1^t)`, and AdamW's decay factor
+    /// `1 - lr * weight_decay` when it decays.
+    fn scalars(&self, t: usize, lr: f64) -> Vec<f64> {
+        match self {
+            Rule::Sgd(_) => vec![lr],
+            Rule::Adam { cfg, decoupled } => {
+                let (bias2_sqrt, step_size) = adam_bias_correction(cfg.betas, lr, t as u64);
+                let mut v = vec![bias2_sqrt, step_size];
+                if *decoupled && cfg.weight_decay != 0.0 {
+                    v.push(1.0 - lr * cfg.weight_decay);
+                }
+                v
             }
         }
     }
@@ -60,26 +77,33 @@ impl Rule {
 /// An optimizer's first step creates its state (SGD sets the momentum buffer
 /// to the gradient, Adam starts its moments from zero) rather than updating
 /// it, so with state there are two graphs: the first step's (no state in)
-/// and the steady one's. Adam's bias corrections depend on the step count;
-/// they enter the graph as two scalar inputs computed per step.
+/// and the steady one's. The learning rate and Adam's bias corrections enter
+/// the graph as scalar inputs computed per step, so [`TrainStep::set_lr`]
+/// (an LR schedule) needs no retrace.
+///
+/// Buffers the forward pass updates (batch norm's running statistics and
+/// batch count in training mode) are graph inputs and outputs too. A
+/// cumulative-average batch norm (`momentum(None)`) reads its batch count
+/// on the host, which a trace refuses.
 pub struct TrainStep {
     rule: Rule,
     names: Vec<String>,
+    buffer_names: Vec<String>,
     first: Arc<Plan>,
     steady: Option<Arc<Plan>>,
     params: Vec<Tensor>,
     /// `state_kinds` groups of one tensor per parameter, kind by kind.
     state: Option<Vec<Tensor>>,
+    buffers: Vec<Tensor>,
+    lr: f64,
     steps: usize,
 }
 
 impl TrainStep {
     /// Traces the SGD step of `module` on the batch `(x, y)` (its shapes and
-    /// dtypes are the ones every later batch must have). The module is left
-    /// as it was; call [`TrainStep::write_back`] to store trained values.
-    ///
-    /// Modules whose forward updates buffers (batch norm in training mode)
-    /// are refused: those updates are not yet graph outputs.
+    /// dtypes are the ones every later batch must have), in the module's
+    /// current train/eval mode. The module is left as it was; call
+    /// [`TrainStep::write_back`] to store trained values.
     pub fn sgd<M: Module + Forward + ?Sized>(
         module: &M,
         loss: &LossFn<'_>,
@@ -120,12 +144,6 @@ impl TrainStep {
         x: &Tensor,
         y: &Tensor,
     ) -> Result<TrainStep> {
-        if let Some((name, _)) = module.named_buffers().first() {
-            return Err(Error::invalid_arg(
-                op,
-                format!("the module has buffers (`{name}`); traced steps do not update buffers yet"),
-            ));
-        }
         let named = module.named_parameters();
         let names = named.iter().map(|(n, _)| n.clone()).collect();
         let params: Vec<Param> = named.into_iter().map(|(_, p)| p).collect();
@@ -137,16 +155,36 @@ impl TrainStep {
                 format!("the parameters mix dtypes ({dtype} and {}); a traced step takes one", other.dtype()),
             ));
         }
-        let scalars = scalar_inputs(&rule, 1, dtype)?;
-        let first = compile(module, loss, rule, &params, x, y, None, &scalars)?;
+        let (buffer_names, bufs): (Vec<String>, Vec<Buffer>) = module.named_buffers().into_iter().unzip();
+        let lr = rule.lr();
+        let scalars = scalar_inputs(&rule, 1, lr, dtype)?;
+        let parts = Parts { module, loss, rule, params: &params, buffers: &bufs, x, y, scalars: &scalars };
+        let first = compile(&parts, None)?;
         let steady = if rule.state_kinds() > 0 {
             let zeros = values.iter().map(Tensor::zeros_like).collect::<Result<Vec<_>>>()?;
             let state: Vec<Tensor> = (0..rule.state_kinds()).flat_map(|_| zeros.iter().cloned()).collect();
-            Some(compile(module, loss, rule, &params, x, y, Some(&state), &scalars)?)
+            Some(compile(&parts, Some(&state))?)
         } else {
             None
         };
-        Ok(TrainStep { rule, names, first, steady, params: values, state: None, steps: 0 })
+        let buffers = bufs.iter().map(Buffer::get).collect();
+        Ok(TrainStep { rule, names, buffer_names, first, steady, params: values, state: None, buffers, lr, steps: 0 })
+    }
+
+    /// The learning rate the next step applies.
+    pub fn lr(&self) -> f64 {
+        self.lr
+    }
+
+    /// Sets the learning rate of the following steps (a graph input, so
+    /// nothing is retraced): drive it from an LR schedule, as
+    /// `oar_nn::lr_scheduler` does for eager optimizers.
+    pub fn set_lr(&mut self, lr: f64) -> Result<()> {
+        if !lr.is_finite() || lr < 0.0 {
+            return Err(Error::invalid_arg("TrainStep::set_lr", format!("the learning rate must be >= 0, got {lr}")));
+        }
+        self.lr = lr;
+        Ok(())
     }
 
     /// Runs one step on a batch; returns the loss (before the update).
@@ -161,25 +199,34 @@ impl TrainStep {
             }
             _ => &self.first,
         };
-        inputs.extend(scalar_inputs(&self.rule, self.steps + 1, scalar_dtype(&self.params))?);
+        inputs.extend(self.buffers.iter().cloned());
+        inputs.extend(scalar_inputs(&self.rule, self.steps + 1, self.lr, scalar_dtype(&self.params))?);
         let mut out = plan.run(&inputs)?.into_iter();
         let loss = out.next().expect("the loss is output 0");
         self.params = out.by_ref().take(n).collect();
         if self.rule.state_kinds() > 0 {
-            self.state = Some(out.collect());
+            self.state = Some(out.by_ref().take(self.rule.state_kinds() * n).collect());
         }
+        self.buffers = out.collect();
         self.steps += 1;
         Ok(loss)
     }
 
-    /// Copies the current parameter values into the module's parameters.
+    /// Copies the current parameter and buffer values into the module.
     pub fn write_back<M: Module + ?Sized>(&self, module: &M) -> Result<()> {
         let named = module.named_parameters();
-        if named.len() != self.params.len() || named.iter().zip(&self.names).any(|((a, _), b)| a != b) {
+        let buffers = module.named_buffers();
+        let same = |a: &[String], b: Vec<&String>| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y);
+        if !same(&self.names, named.iter().map(|(n, _)| n).collect())
+            || !same(&self.buffer_names, buffers.iter().map(|(n, _)| n).collect())
+        {
             return Err(Error::invalid_arg("TrainStep::write_back", "not the module this step was traced from"));
         }
         for ((_, p), v) in named.iter().zip(&self.params) {
             p.set(v)?;
+        }
+        for ((_, b), v) in buffers.iter().zip(&self.buffers) {
+            b.set(v)?;
         }
         Ok(())
     }
@@ -187,6 +234,11 @@ impl TrainStep {
     /// The current parameter values, in `named_parameters` order.
     pub fn parameters(&self) -> &[Tensor] {
         &self.params
+    }
+
+    /// The current buffer values, in `named_buffers` order.
+    pub fn buffers(&self) -> &[Tensor] {
+        &self.buffers
     }
 
     /// The steady-state step graph (the first step's when without state).
@@ -204,42 +256,57 @@ fn scalar_dtype(params: &[Tensor]) -> DType {
     params.first().map_or(DType::F32, Tensor::dtype)
 }
 
-/// The rule's scalar graph inputs for step `t`, as 0-d tensors of `dtype`.
-fn scalar_inputs(rule: &Rule, t: usize, dtype: DType) -> Result<Vec<Tensor>> {
+/// The rule's scalar graph inputs for step `t` at `lr`, as 0-d tensors of `dtype`.
+fn scalar_inputs(rule: &Rule, t: usize, lr: f64, dtype: DType) -> Result<Vec<Tensor>> {
     let cpu = oar_tensor::Device::cpu();
-    rule.scalars(t).into_iter().map(|v| Tensor::full(Shape::scalar(), v, dtype, &cpu)).collect()
+    rule.scalars(t, lr).into_iter().map(|v| Tensor::full(Shape::scalar(), v, dtype, &cpu)).collect()
+}
+
+/// What a traced step is made of.
+struct Parts<'a, M: ?Sized> {
+    module: &'a M,
+    loss: &'a LossFn<'a>,
+    rule: Rule,
+    params: &'a [Param],
+    buffers: &'a [Buffer],
+    x: &'a Tensor,
+    y: &'a Tensor,
+    scalars: &'a [Tensor],
 }
 
 /// Traces one step; `state` is the optimizer state (steady step) or `None`.
-#[allow(clippy::too_many_arguments)] // the step's parts, all needed
-fn compile<M: Module + Forward + ?Sized>(
-    module: &M,
-    loss: &LossFn<'_>,
-    rule: Rule,
-    params: &[Param],
-    x: &Tensor,
-    y: &Tensor,
-    state: Option<&[Tensor]>,
-    scalars: &[Tensor],
-) -> Result<Arc<Plan>> {
+/// Graph inputs: `x`, `y`, parameters, state, buffers, scalars; outputs: the
+/// loss, parameters, state, buffers.
+fn compile<M: Module + Forward + ?Sized>(parts: &Parts<'_, M>, state: Option<&[Tensor]>) -> Result<Arc<Plan>> {
+    let Parts { module, loss, rule, params, buffers, x, y, scalars } = *parts;
     let originals: Vec<Tensor> = params.iter().map(Param::get).collect();
+    let buffer_values: Vec<Tensor> = buffers.iter().map(Buffer::get).collect();
     let mut inputs = vec![x.clone(), y.clone()];
     inputs.extend(originals.iter().map(|p| p.with_requires_grad(true)).collect::<Result<Vec<_>>>()?);
     if let Some(b) = state {
         inputs.extend(b.iter().cloned());
     }
+    inputs.extend(buffer_values.iter().cloned());
     inputs.extend(scalars.iter().cloned());
     let (n, kinds) = (params.len(), rule.state_kinds());
+    let buffers_at = 2 + n + state.map_or(0, <[Tensor]>::len);
     let result = trace(&inputs, &[], |ins| {
-        // The module reads the trace's parameter leaves (same buffers).
+        // The module reads the trace's parameter and buffer leaves (same
+        // storage as the values the module holds).
         for (p, v) in params.iter().zip(&ins[2..2 + n]) {
             p.replace(v)?;
+        }
+        for (b, v) in buffers.iter().zip(&ins[buffers_at..]) {
+            b.replace(v);
         }
         let leaves: Vec<Tensor> = params.iter().map(Param::get).collect();
         let l = {
             let _grad = oar_tensor::set_grad_enabled(true);
             loss(&module.forward(&ins[0])?, &ins[1])?
         };
+        // What the forward pass left in the buffers: a traced value (a
+        // detached handle keeps its provenance during a trace), or the input.
+        let new_buffers: Vec<Tensor> = buffers.iter().map(Buffer::get).collect();
         let refs: Vec<&Tensor> = leaves.iter().collect();
         let grads =
             oar_autograd::grad(&[&l], &refs, None, BackwardOptions { retain_graph: true, create_graph: false })?;
@@ -263,14 +330,19 @@ fn compile<M: Module + Forward + ?Sized>(
             let p = p.detach();
             let (p_new, st): (Tensor, Vec<Tensor>) = match rule {
                 Rule::Sgd(c) => {
-                    let (p_new, buf) = sgd_update(&c, &p, &grad, old.as_ref().map(|o| o[0]))?;
+                    let lr = Hyper::Tensor(&scalars_in[0]);
+                    let (p_new, buf) = sgd_update(&c, lr, c.weight_decay, &p, &grad, old.as_ref().map(|o| o[0]))?;
                     (p_new, buf.into_iter().collect())
                 }
                 Rule::Adam { cfg, decoupled } => {
                     let prev = [0, 1, 2].map(|k| old.as_ref().and_then(|o| o.get(k).copied()));
-                    let correction = BiasCorrection::Tensors { bias2_sqrt: &scalars_in[0], step_size: &scalars_in[1] };
-                    let (next, new) =
-                        adam_update(&cfg, cfg.lr, cfg.weight_decay, decoupled, &p, &grad, prev, correction)?;
+                    let scalars = AdamScalars {
+                        bias2_sqrt: Hyper::Tensor(&scalars_in[0]),
+                        step_size: Hyper::Tensor(&scalars_in[1]),
+                        // Present only when AdamW decays, the one case it is read.
+                        decay: scalars_in.get(2).map_or(Hyper::Host(1.0), Hyper::Tensor),
+                    };
+                    let (next, new) = adam_update(&cfg, cfg.weight_decay, decoupled, &p, &grad, prev, scalars)?;
                     (next, [new.m, new.v].into_iter().chain(new.vmax).collect())
                 }
             };
@@ -282,30 +354,16 @@ fn compile<M: Module + Forward + ?Sized>(
         let mut outs = vec![l];
         outs.extend(new_params);
         outs.extend(new_state.into_iter().flatten());
+        outs.extend(new_buffers);
         Ok(outs)
     });
     for (p, v) in params.iter().zip(&originals) {
         p.replace(v)?;
     }
+    for (b, v) in buffers.iter().zip(&buffer_values) {
+        b.replace(v);
+    }
     let mut graph = result?;
     optimize(&mut graph, OptLevel::O1)?;
     Plan::new(graph)
-}
-
-/// `oar_nn::optim::Sgd::step` for one parameter, op for op.
-fn sgd_update(c: &SgdConfig, p: &Tensor, grad: &Tensor, buf: Option<&Tensor>) -> Result<(Tensor, Option<Tensor>)> {
-    let mut d = if c.maximize { grad.neg()? } else { grad.clone() };
-    if c.weight_decay != 0.0 {
-        d = d.add(&p.mul_scalar(c.weight_decay)?)?;
-    }
-    let mut new_buf = None;
-    if c.momentum != 0.0 {
-        let b = match buf {
-            None => d.clone(),
-            Some(b) => b.mul_scalar(c.momentum)?.add(&d.mul_scalar(1.0 - c.dampening)?)?,
-        };
-        d = if c.nesterov { d.add(&b.mul_scalar(c.momentum)?)? } else { b.clone() };
-        new_buf = Some(b);
-    }
-    Ok((p.sub(&d.mul_scalar(c.lr)?)?, new_buf))
 }

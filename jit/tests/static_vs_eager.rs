@@ -185,3 +185,37 @@ fn graphs_that_depend_on_the_batch_otherwise_are_not_dynamic() {
     let e = oar_jit::batch::batch_spec(&a, &b, 3).unwrap_err().to_string();
     assert!(e.contains("dim 6 vs 8"), "{e}");
 }
+
+#[test]
+fn detached_values_stay_computed_rather_than_baked_in() {
+    // `detach` stops gradients, not the data flow: the graph must recompute
+    // the detached value from its input on every run.
+    let f = |x: &Tensor| x.exp()?.detach().mul(x);
+    let (a, b) = (randn(&[5]), randn(&[5]));
+    let g = trace(std::slice::from_ref(&a), &[], |x| Ok(vec![f(&x[0])?])).unwrap();
+    let plan = Plan::new(g).unwrap();
+    let got = plan.run(std::slice::from_ref(&b)).unwrap().remove(0);
+    assert!(rel_diff(&f(&b).unwrap(), &got) <= 1e-6, "the trace baked in the detached value of its example input");
+    // Gradients still stop there during a trace: d/dx (stop(e^x) * x) = e^x.
+    let x = a.with_requires_grad(true).unwrap();
+    let g = trace(std::slice::from_ref(&x), &[], |x| {
+        let _grad = oar_tensor::set_grad_enabled(true);
+        let y = f(&x[0])?.sum_all()?;
+        let opts = oar_autograd::BackwardOptions { retain_graph: true, create_graph: false };
+        Ok(vec![oar_autograd::grad(&[&y], &[&x[0]], None, opts)?.remove(0).expect("a gradient")])
+    })
+    .unwrap();
+    let got = Plan::new(g).unwrap().run(std::slice::from_ref(&b)).unwrap().remove(0);
+    assert!(rel_diff(&b.exp().unwrap(), &got) <= 1e-6);
+}
+
+#[test]
+fn an_embedding_with_a_padding_index_serves_any_indices() {
+    // Its rows at the padding index come from a detached copy.
+    let emb = oar_nn::Embedding::with_padding(10, 4, Some(0)).unwrap();
+    let cpu = oar_tensor::Device::cpu();
+    let a = Tensor::from_vec(vec![0i64, 3, 5, 7], [4], &cpu).unwrap();
+    let b = Tensor::from_vec(vec![9i64, 0, 2, 2], [4], &cpu).unwrap();
+    let s = to_static(&emb, &a).unwrap();
+    assert_eq!(emb.forward(&b).unwrap().to_vec::<f32>().unwrap(), s.forward(&b).unwrap().to_vec::<f32>().unwrap());
+}

@@ -6,9 +6,10 @@ use common::randn;
 use oar_autograd::Backward;
 use oar_jit::TrainStep;
 use oar_nn::loss::cross_entropy;
+use oar_nn::lr_scheduler::{CosineAnnealingLR, LinearLR, Schedule, SequentialLR, StepLR};
 use oar_nn::models::{LeNet5, Mlp};
 use oar_nn::optim::{Adam, AdamConfig, AdamW, Optimizer, Sgd, SgdConfig};
-use oar_nn::{Forward, Module};
+use oar_nn::{BatchNorm2d, Conv2d, Forward, Linear, Module};
 use oar_tensor::{DType, Device, Generator, Tensor};
 
 fn batches(n: usize, dims: &[usize], seed: u64) -> Vec<(Tensor, Tensor)> {
@@ -39,8 +40,20 @@ fn compare<M: Module + Forward>(make: impl Fn() -> M, cfg: SgdConfig, dims: &[us
     compare_rule(make, Rule::Sgd(cfg), dims, steps)
 }
 
-/// Eager losses and traced-graph losses for `steps` steps of `rule` from the same weights.
 fn compare_rule<M: Module + Forward>(make: impl Fn() -> M, rule: Rule, dims: &[usize], steps: usize) -> f64 {
+    compare_scheduled(make, rule, dims, steps, None)
+}
+
+/// Eager losses and traced-graph losses for `steps` steps of `rule` from the
+/// same weights, with the learning rate of step `i` from `schedule` when given.
+/// Parameters and buffers must agree at the end.
+fn compare_scheduled<M: Module + Forward>(
+    make: impl Fn() -> M,
+    rule: Rule,
+    dims: &[usize],
+    steps: usize,
+    schedule: Option<&dyn Schedule>,
+) -> f64 {
     let (eager, traced) = (make(), make());
     traced.load_state_dict(&eager.state_dict(), true).unwrap();
     let data = batches(steps, dims, 3);
@@ -56,8 +69,14 @@ fn compare_rule<M: Module + Forward>(make: impl Fn() -> M, rule: Rule, dims: &[u
             (Box::new(AdamW::new(eager.parameters(), c).unwrap()), TrainStep::adamw(&traced, &ce, c, x0, y0).unwrap())
         }
     };
+    let base = opt.lr();
+    assert_eq!(step.lr(), base);
     let mut worst = 0f64;
     for (i, (x, y)) in data.iter().enumerate() {
+        if let Some(s) = schedule {
+            opt.set_lr(s.lr(i, base));
+            step.set_lr(s.lr(i, base)).unwrap();
+        }
         opt.zero_grad();
         let l = ce(&eager.forward(x).unwrap(), y).unwrap();
         l.backward().unwrap();
@@ -108,6 +127,10 @@ fn adam_step_graphs_take_moments_and_two_bias_correction_scalars() {
     let n = model.parameters().len();
     assert_eq!(step.graph().inputs.len(), 2 + 4 * n + 2, "batch, parameters, m, v, max v, two scalars");
     assert_eq!(step.graph().outputs.len(), 1 + 4 * n, "loss, parameters, m, v, max v");
+    // AdamW with weight decay takes its decay factor 1 - lr * wd as a third scalar.
+    let step = TrainStep::adamw(&model, &ce, AdamConfig::new(1e-3).weight_decay(0.1), &x, &y).unwrap();
+    assert_eq!(step.graph().inputs.len(), 2 + 3 * n + 3, "batch, parameters, m, v, three scalars");
+    assert_eq!(step.graph().outputs.len(), 1 + 3 * n, "loss, parameters, m, v");
 }
 
 #[test]
@@ -126,11 +149,108 @@ fn the_step_graph_has_the_batch_and_parameters_as_inputs() {
     let step = TrainStep::sgd(&model, &ce, SgdConfig { momentum: 0.9, ..SgdConfig::new(0.1) }, &x, &y).unwrap();
     let g = step.graph();
     let n = model.parameters().len();
-    assert_eq!(g.inputs.len(), 2 + 2 * n, "batch, parameters, momentum buffers");
+    assert_eq!(g.inputs.len(), 2 + 2 * n + 1, "batch, parameters, momentum buffers, learning rate");
     assert_eq!(g.outputs.len(), 1 + 2 * n, "loss, parameters, momentum buffers");
     assert!(g.nodes.iter().any(|node| node.op.name() == "matmul"));
     // Wrong batch shapes are errors naming the input.
     let mut step = step;
     let e = step.step(&randn(&[5, 784]), &y).unwrap_err().to_string();
     assert!(e.contains("input 0"), "{e}");
+}
+
+#[test]
+fn learning_rate_schedules_drive_traced_steps_without_retracing() {
+    // Warmup then cosine, changing every step: SGD-momentum and AdamW (whose
+    // decoupled decay also depends on the rate) track eager training.
+    let warmup = LinearLR { start_factor: 0.1, end_factor: 1.0, total_iters: 5 };
+    let cosine = CosineAnnealingLR { t_max: 20, eta_min: 1e-4 };
+    let schedule = SequentialLR::new(vec![Box::new(warmup), Box::new(cosine)], vec![5]).unwrap();
+    let sgd = SgdConfig { momentum: 0.9, ..SgdConfig::new(0.05) };
+    compare_scheduled(|| Mlp::new().unwrap(), Rule::Sgd(sgd), &[8, 784], 25, Some(&schedule));
+    let adamw = AdamConfig::new(2e-3).weight_decay(0.05);
+    let step_lr = StepLR { step_size: 4, gamma: 0.5 };
+    compare_scheduled(|| LeNet5::new().unwrap(), Rule::AdamW(adamw), &[8, 1, 28, 28], 12, Some(&step_lr));
+    compare_scheduled(|| Mlp::new().unwrap(), Rule::Adam(AdamConfig::new(1e-3)), &[8, 784], 12, Some(&step_lr));
+}
+
+#[test]
+fn a_rate_of_zero_freezes_the_weights_and_bad_rates_are_refused() {
+    let model = Mlp::new().unwrap();
+    let (x, y) = (randn(&[4, 784]), Tensor::from_vec(vec![1i64, 2, 3, 4], [4], &Device::cpu()).unwrap());
+    let mut step = TrainStep::sgd(&model, &ce, SgdConfig::new(0.1), &x, &y).unwrap();
+    step.set_lr(0.0).unwrap();
+    let before = step.parameters().to_vec();
+    step.step(&x, &y).unwrap();
+    for (a, b) in before.iter().zip(step.parameters()) {
+        assert_eq!(a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap());
+    }
+    for bad in [-0.1, f64::NAN, f64::INFINITY] {
+        let e = step.set_lr(bad).unwrap_err().to_string();
+        assert!(e.contains("TrainStep::set_lr"), "{e}");
+    }
+}
+
+/// Conv - batch norm - ReLU - linear: a forward pass that updates buffers.
+#[derive(Module)]
+struct ConvBn {
+    conv: Conv2d,
+    bn: BatchNorm2d,
+    fc: Linear,
+}
+
+impl Forward for ConvBn {
+    fn forward(&self, x: &Tensor) -> oar_tensor::Result<Tensor> {
+        let h = self.bn.forward(&self.conv.forward(x)?)?.relu()?;
+        self.fc.forward(&h.flatten(1, -1)?)
+    }
+}
+
+fn conv_bn() -> ConvBn {
+    ConvBn {
+        conv: Conv2d::new(1, 4, 3).unwrap(),
+        bn: BatchNorm2d::new(4).unwrap(),
+        fc: Linear::new(4 * 6 * 6, 10).unwrap(),
+    }
+}
+
+#[test]
+fn batch_norm_running_statistics_update_as_in_eager_training() {
+    let sgd = SgdConfig { momentum: 0.9, ..SgdConfig::new(0.05) };
+    compare(conv_bn, sgd, &[8, 1, 8, 8], 20);
+    compare_rule(conv_bn, Rule::Adam(AdamConfig::new(1e-2)), &[8, 1, 8, 8], 10);
+    // The buffers are graph inputs and outputs: running mean, variance and
+    // the batch count, after the momentum buffers.
+    let model = conv_bn();
+    let (x, y) = (randn(&[8, 1, 8, 8]), Tensor::from_vec((0..8).collect::<Vec<i64>>(), [8], &Device::cpu()).unwrap());
+    let mut step = TrainStep::sgd(&model, &ce, sgd, &x, &y).unwrap();
+    let n = model.parameters().len();
+    assert_eq!(step.graph().inputs.len(), 2 + 2 * n + 3 + 1);
+    assert_eq!(step.graph().outputs.len(), 1 + 2 * n + 3);
+    for _ in 0..3 {
+        step.step(&x, &y).unwrap();
+    }
+    assert_eq!(step.buffers()[2].to_vec::<i64>().unwrap(), [3], "num_batches_tracked");
+    let mean = step.buffers()[0].to_vec::<f32>().unwrap();
+    assert!(mean.iter().any(|&m| m != 0.0), "the running mean moved: {mean:?}");
+}
+
+#[test]
+fn eval_mode_batch_norm_passes_its_buffers_through() {
+    let mut model = conv_bn();
+    model.eval();
+    let (x, y) = (randn(&[8, 1, 8, 8]), Tensor::from_vec((0..8).collect::<Vec<i64>>(), [8], &Device::cpu()).unwrap());
+    let mut step = TrainStep::sgd(&model, &ce, SgdConfig::new(0.05), &x, &y).unwrap();
+    let before: Vec<Vec<f32>> = step.buffers()[..2].iter().map(|b| b.to_vec().unwrap()).collect();
+    step.step(&x, &y).unwrap();
+    let after: Vec<Vec<f32>> = step.buffers()[..2].iter().map(|b| b.to_vec().unwrap()).collect();
+    assert_eq!(before, after);
+    assert_eq!(step.buffers()[2].to_vec::<i64>().unwrap(), [0]);
+}
+
+#[test]
+fn a_cumulative_average_batch_norm_is_refused_with_the_host_read_named() {
+    let model = ConvBn { bn: BatchNorm2d::new(4).unwrap().momentum(None), ..conv_bn() };
+    let (x, y) = (randn(&[8, 1, 8, 8]), Tensor::from_vec((0..8).collect::<Vec<i64>>(), [8], &Device::cpu()).unwrap());
+    let e = TrainStep::sgd(&model, &ce, SgdConfig::new(0.05), &x, &y).err().expect("refused").to_string();
+    assert!(e.contains("item"), "{e}");
 }

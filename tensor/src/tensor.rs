@@ -275,8 +275,25 @@ impl Tensor {
         Ok(self.detached(requires_grad))
     }
 
-    /// A handle to the same data with no provenance that does not require grad.
+    /// A handle to the same data that does not require grad: gradients stop
+    /// here. Outside a trace it has no provenance. During a trace it keeps
+    /// the provenance, so the traced graph still computes the value (rather
+    /// than baking in the one seen while tracing); autograd never walks into
+    /// a tensor that does not require grad, so gradients stop all the same.
     pub fn detach(&self) -> Tensor {
+        if is_tracing() {
+            if let Some(p) = self.provenance() {
+                let i = &self.0;
+                return Tensor::make(
+                    i.storage.clone(),
+                    i.layout.clone(),
+                    i.dtype,
+                    i.device.clone(),
+                    false,
+                    Some(p.clone()),
+                );
+            }
+        }
         self.detached(false)
     }
 

@@ -1,4 +1,4 @@
-use super::{check_hyper, Core, Group, IntoGroups, Optimizer, OptimizerState};
+use super::{check_hyper, Core, Group, Hyper, IntoGroups, Optimizer, OptimizerState};
 use oar_tensor::{Error, Result, Tensor};
 
 /// Settings of [`Adam`] and [`AdamW`] (PyTorch's arguments).
@@ -55,14 +55,29 @@ pub fn adam_bias_correction(betas: (f64, f64), lr: f64, t: u64) -> (f64, f64) {
     ((1.0 - betas.1.powf(t)).sqrt(), lr / (1.0 - betas.0.powf(t)))
 }
 
-/// How [`adam_update`] applies the bias corrections: as scalars (eager
-/// steps), or as 0-d tensors of the parameter's dtype (a traced step, where
-/// they are graph inputs so that one graph serves every step). A scalar op
-/// rounds its scalar to the tensor's dtype, so both give the same bits.
+/// The per-step numbers [`adam_update`] applies: the bias corrections
+/// (`sqrt(1 - b2^t)` and `lr / (1 - b1^t)`) and AdamW's decay factor
+/// `1 - lr * weight_decay`. Eager steps pass host numbers; a traced step
+/// passes 0-d tensors, its inputs, so one graph serves every step and every
+/// learning rate a schedule sets.
 #[derive(Clone, Copy, Debug)]
-pub enum BiasCorrection<'a> {
-    Scalars { bias2_sqrt: f64, step_size: f64 },
-    Tensors { bias2_sqrt: &'a Tensor, step_size: &'a Tensor },
+pub struct AdamScalars<'a> {
+    pub bias2_sqrt: Hyper<'a>,
+    pub step_size: Hyper<'a>,
+    /// Read only by a decoupled (AdamW) update with weight decay.
+    pub decay: Hyper<'a>,
+}
+
+impl AdamScalars<'static> {
+    /// The host numbers for step `t` (1-based) at learning rate `lr`.
+    pub fn host(betas: (f64, f64), lr: f64, weight_decay: f64, t: u64) -> Self {
+        let (bias2_sqrt, step_size) = adam_bias_correction(betas, lr, t);
+        AdamScalars {
+            bias2_sqrt: Hyper::Host(bias2_sqrt),
+            step_size: Hyper::Host(step_size),
+            decay: Hyper::Host(1.0 - lr * weight_decay),
+        }
+    }
 }
 
 /// One parameter's Adam state after an update.
@@ -84,20 +99,19 @@ pub struct AdamMoments {
 #[allow(clippy::too_many_arguments)] // the update's inputs, all needed
 pub fn adam_update(
     c: &AdamConfig,
-    lr: f64,
     weight_decay: f64,
     decoupled: bool,
     p: &Tensor,
     grad: &Tensor,
     old: [Option<&Tensor>; 3],
-    correction: BiasCorrection<'_>,
+    scalars: AdamScalars<'_>,
 ) -> Result<(Tensor, AdamMoments)> {
     let (b1, b2) = c.betas;
     let mut grad = if c.maximize { grad.neg()? } else { grad.clone() };
     let mut p = p.clone();
     if weight_decay != 0.0 {
         if decoupled {
-            p = p.mul_scalar(1.0 - lr * weight_decay)?;
+            p = scalars.decay.scale(&p)?;
         } else {
             grad = grad.add(&p.mul_scalar(weight_decay)?)?;
         }
@@ -122,14 +136,8 @@ pub fn adam_update(
         None
     };
     let root = vmax.as_ref().unwrap_or(&v).sqrt()?;
-    let step = match correction {
-        BiasCorrection::Scalars { bias2_sqrt, step_size } => {
-            m.div(&root.div_scalar(bias2_sqrt)?.add_scalar(c.eps)?)?.mul_scalar(step_size)?
-        }
-        BiasCorrection::Tensors { bias2_sqrt, step_size } => {
-            m.div(&root.div(bias2_sqrt)?.add_scalar(c.eps)?)?.mul(step_size)?
-        }
-    };
+    let denom = scalars.bias2_sqrt.divide(&root)?.add_scalar(c.eps)?;
+    let step = scalars.step_size.scale(&m.div(&denom)?)?;
     Ok((p.sub(&step)?, AdamMoments { m, v, vmax }))
 }
 
@@ -137,10 +145,9 @@ pub fn adam_update(
 fn adam_step(core: &mut Core, c: AdamConfig, decoupled: bool) -> Result<()> {
     core.for_each(|p, grad, g: &Group, st| {
         st.step += 1;
-        let (bias2_sqrt, step_size) = adam_bias_correction(c.betas, g.lr, st.step);
         let old = BUFFERS.map(|name| st.buffers.get(name));
-        let correction = BiasCorrection::Scalars { bias2_sqrt, step_size };
-        let (next, new) = adam_update(&c, g.lr, g.weight_decay, decoupled, p, grad, old, correction)?;
+        let scalars = AdamScalars::host(c.betas, g.lr, g.weight_decay, st.step);
+        let (next, new) = adam_update(&c, g.weight_decay, decoupled, p, grad, old, scalars)?;
         st.buffers.insert("exp_avg", new.m);
         st.buffers.insert("exp_avg_sq", new.v);
         if let Some(vmax) = new.vmax {

@@ -12,15 +12,44 @@ mod clip;
 mod rmsprop;
 mod sgd;
 
-pub use adam::{adam_bias_correction, adam_update, Adam, AdamConfig, AdamMoments, AdamW, BiasCorrection};
+pub use adam::{adam_bias_correction, adam_update, Adam, AdamConfig, AdamMoments, AdamScalars, AdamW};
 pub use clip::{clip_grad_norm, clip_grad_value};
 pub use rmsprop::{RmsProp, RmsPropConfig};
-pub use sgd::{Sgd, SgdConfig};
+pub use sgd::{sgd_update, Sgd, SgdConfig};
 
 use crate::param::Param;
 use crate::state::StateDict;
 use oar_tensor::{Error, ErrorKind, Result, Tensor};
 use std::collections::BTreeMap;
+
+/// A number an update rule applies: a host value (eager optimizers) or a
+/// 0-d tensor of the parameter's dtype (an input of a traced training step,
+/// so that one graph serves every value, as an LR schedule changes it). A
+/// scalar op rounds its scalar to the tensor's dtype, so both give the same
+/// bits.
+#[derive(Clone, Copy, Debug)]
+pub enum Hyper<'a> {
+    Host(f64),
+    Tensor(&'a Tensor),
+}
+
+impl Hyper<'_> {
+    /// `t * self`.
+    pub fn scale(self, t: &Tensor) -> Result<Tensor> {
+        match self {
+            Hyper::Host(v) => t.mul_scalar(v),
+            Hyper::Tensor(s) => t.mul(s),
+        }
+    }
+
+    /// `t / self`.
+    pub fn divide(self, t: &Tensor) -> Result<Tensor> {
+        match self {
+            Hyper::Host(v) => t.div_scalar(v),
+            Hyper::Tensor(s) => t.div(s),
+        }
+    }
+}
 
 /// Parameters with their own learning rate and/or weight decay (PyTorch's
 /// `param_groups` entries); unset values take the optimizer's.

@@ -1,5 +1,5 @@
-use super::{check_hyper, Core, Group, IntoGroups, Optimizer, OptimizerState};
-use oar_tensor::{Error, Result};
+use super::{check_hyper, Core, Group, Hyper, IntoGroups, Optimizer, OptimizerState};
+use oar_tensor::{Error, Result, Tensor};
 
 /// Settings of [`Sgd`] (PyTorch's `torch.optim.SGD` arguments).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -73,20 +73,13 @@ impl Optimizer for Sgd {
     fn step(&mut self) -> Result<()> {
         let c = self.cfg;
         self.core.for_each(|p, grad, g: &Group, st| {
-            let mut d = if c.maximize { grad.neg()? } else { grad.clone() };
-            if g.weight_decay != 0.0 {
-                d = d.add(&p.mul_scalar(g.weight_decay)?)?;
-            }
-            if c.momentum != 0.0 {
-                let buf = match st.buffers.get("momentum_buffer") {
-                    None => d.clone(),
-                    Some(b) => b.mul_scalar(c.momentum)?.add(&d.mul_scalar(1.0 - c.dampening)?)?,
-                };
-                d = if c.nesterov { d.add(&buf.mul_scalar(c.momentum)?)? } else { buf.clone() };
+            let buf = st.buffers.get("momentum_buffer");
+            let (next, buf) = sgd_update(&c, Hyper::Host(g.lr), g.weight_decay, p, grad, buf)?;
+            if let Some(buf) = buf {
                 st.buffers.insert("momentum_buffer", buf);
             }
             st.step += 1;
-            p.sub(&d.mul_scalar(g.lr)?)
+            Ok(next)
         })
     }
 
@@ -109,4 +102,33 @@ impl Optimizer for Sgd {
     fn load_state_dict(&mut self, state: &OptimizerState) -> Result<()> {
         self.core.load_state_dict("SGD", state, &["momentum_buffer"])
     }
+}
+
+/// One parameter's SGD update, op for op as PyTorch computes it: `buf` is
+/// the momentum buffer (none on the first step). Returns the new value and
+/// the new buffer (with momentum). [`Sgd`] and the traced training step of
+/// `oar-jit` both call this, which is why traced training reproduces eager
+/// training.
+pub fn sgd_update(
+    c: &SgdConfig,
+    lr: Hyper<'_>,
+    weight_decay: f64,
+    p: &Tensor,
+    grad: &Tensor,
+    buf: Option<&Tensor>,
+) -> Result<(Tensor, Option<Tensor>)> {
+    let mut d = if c.maximize { grad.neg()? } else { grad.clone() };
+    if weight_decay != 0.0 {
+        d = d.add(&p.mul_scalar(weight_decay)?)?;
+    }
+    let mut new_buf = None;
+    if c.momentum != 0.0 {
+        let b = match buf {
+            None => d.clone(),
+            Some(b) => b.mul_scalar(c.momentum)?.add(&d.mul_scalar(1.0 - c.dampening)?)?,
+        };
+        d = if c.nesterov { d.add(&b.mul_scalar(c.momentum)?)? } else { b.clone() };
+        new_buf = Some(b);
+    }
+    p.sub(&lr.scale(&d)?).map(|next| (next, new_buf))
 }
