@@ -158,6 +158,9 @@ fn reductions() {
     check("max dim", std::slice::from_ref(&x), |t| t[0].max(2, false));
     check("min dims keepdim", std::slice::from_ref(&x), |t| t[0].min([0, 1], true));
     check("max_all", &[r.randn_t(3, 4)], |t| t[0].max_all());
+    check("min_all", &[r.randn_t(3, 4)], |t| t[0].min_all());
+    check("mean_all", &[r.randn_t(3, 4)], |t| t[0].mean_all());
+    check("mean dims keepdim", &[x.permute([2, 0, 1]).unwrap()], |t| t[0].mean([0, 2], true));
     check("prod", &[r.uniform(&[3, 4], 0.5, 1.5)], |t| t[0].prod(1, false));
     check("logsumexp", std::slice::from_ref(&x), |t| t[0].logsumexp(1, true));
     check("var", std::slice::from_ref(&x), |t| t[0].var(2, 1, false));
@@ -230,6 +233,13 @@ fn conv_transpose2d() {
     check("grouped, dilated", &[r.randn(&[1, 4, 3, 4]), r.randn(&[4, 1, 2, 3])], |t| {
         t[0].conv_transpose2d(&t[1], None, &p)
     });
+    // Channels-last input and a permuted weight (both non-contiguous views).
+    let x = r.randn(&[2, 4, 3, 4]).permute([0, 3, 1, 2]).unwrap();
+    let w = r.randn(&[3, 3, 4, 2]).permute([2, 3, 0, 1]).unwrap();
+    assert!(!x.is_contiguous() && !w.is_contiguous());
+    let p = ConvTranspose2dParams { stride: [2, 1], padding: [1, 0], output_padding: [1, 0], ..p };
+    let p = ConvTranspose2dParams { groups: 1, dilation: [1, 1], ..p };
+    check("non-contiguous input and weight", &[x, w, r.randn(&[2])], |t| t[0].conv_transpose2d(&t[1], Some(&t[2]), &p));
 }
 
 #[test]
@@ -268,6 +278,11 @@ fn joining_and_indexing() {
     check("gather", &[r.randn(&[2, 4]), g.clone()], |t| t[0].gather(1, &t[1]));
     check("scatter_add", &[r.randn(&[2, 4]), g.clone(), r.randn(&[2, 3])], |t| t[0].scatter_add(1, &t[1], &t[2]));
     check("scatter_add larger src", &[r.randn(&[2, 4]), g, r.randn(&[3, 5])], |t| t[0].scatter_add(1, &t[1], &t[2]));
+    // Transposed (non-contiguous) values and indices.
+    let gt = i64s(&[0, 2, 1, 1, 3, 0], &[3, 2]).t().unwrap();
+    assert!(!gt.is_contiguous());
+    check("gather non-contiguous", &[r.randn_t(2, 4), gt.clone()], |t| t[0].gather(1, &t[1]));
+    check("scatter_add non-contiguous", &[r.randn_t(2, 4), gt, r.randn_t(2, 3)], |t| t[0].scatter_add(1, &t[1], &t[2]));
     check("pad", &[r.randn(&[2, 3])], |t| t[0].pad(&[1, 2, 0, 1], 0.5));
     check("pad negative", &[r.randn(&[3, 5])], |t| t[0].pad(&[-1, 2, 1, -1], 0.0));
 }

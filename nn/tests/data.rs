@@ -178,3 +178,45 @@ fn dataset_errors_reach_the_training_loop() -> Result<()> {
     .is_err());
     Ok(())
 }
+
+/// Counts the examples it hands out.
+struct Counting {
+    served: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Dataset for Counting {
+    fn len(&self) -> usize {
+        10
+    }
+    fn get(&self, index: usize) -> Result<(Tensor, Tensor)> {
+        self.served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let cpu = Device::cpu();
+        Ok((Tensor::full([1], index as f64, DType::F32, &cpu)?, Tensor::scalar(index as i64, &cpu)?))
+    }
+}
+
+#[test]
+fn prefetch_prepares_batches_ahead_on_a_worker_and_stays_bounded() -> Result<()> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    for prefetch in [0, 1, 3] {
+        let served = Arc::new(AtomicUsize::new(0));
+        let cfg = DataLoaderConfig::new(1).prefetch(prefetch);
+        let loader = DataLoader::new(Counting { served: Arc::clone(&served) }, cfg)?;
+        let mut epoch = loader.epoch(0);
+        assert_eq!(epoch.next().expect("a batch")?.targets.to_vec::<i64>()?, [0]);
+        // The worker fills the channel (`prefetch` batches) and prepares one
+        // more, which waits for room: 1 + prefetch + 1 served once it settles.
+        let want = if prefetch == 0 { 1 } else { prefetch + 2 };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while served.load(Ordering::SeqCst) < want && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(served.load(Ordering::SeqCst), want, "prefetch {prefetch}: examples prepared after one batch");
+        let rest: Vec<i64> =
+            epoch.map(|b| b.and_then(|b| b.targets.to_vec::<i64>()).map(|v| v[0])).collect::<Result<_>>()?;
+        assert_eq!(rest, (1..10).collect::<Vec<i64>>(), "in order");
+    }
+    Ok(())
+}

@@ -194,3 +194,21 @@ fn sequential_runs_layers_in_order() -> Result<()> {
     assert_eq!(seq.state_dict().keys(), ["0.weight", "2.weight", "2.bias"]);
     Ok(())
 }
+
+#[test]
+fn activation_modules_compute_their_functions() -> Result<()> {
+    use oar_nn::{Identity, Sigmoid, Tanh};
+    let xs = [-3.0f64, -0.5, 0.0, 0.25, 2.0, 30.0];
+    let x = Tensor::from_vec(xs.to_vec(), [6], &Device::cpu())?;
+    let close = |got: Vec<f64>, want: Vec<f64>| {
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() <= 1e-15 * w.abs().max(1.0), "{got:?} vs {want:?}");
+        }
+    };
+    close(Sigmoid.forward(&x)?.to_vec()?, xs.iter().map(|v| 1.0 / (1.0 + (-v).exp())).collect());
+    close(Tanh.forward(&x)?.to_vec()?, xs.iter().map(|v| (v.exp() - (-v).exp()) / (v.exp() + (-v).exp())).collect());
+    let y = Identity.forward(&x)?;
+    assert_eq!(y.to_vec::<f64>()?, xs.to_vec());
+    assert!(y.same_storage(&x), "Identity copies nothing");
+    Ok(())
+}
