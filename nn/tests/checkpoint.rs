@@ -60,16 +60,22 @@ fn every_dtype_round_trips_bit_exactly() -> Result<()> {
     Ok(())
 }
 
-/// A LeNet-5 state dict written by PyTorch (`safetensors.torch.save_file`)
-/// loads into the Oar model with no key changes.
+/// A LeNet-5 state dict written by PyTorch as its users write it,
+/// `safetensors.torch.save_file(model.state_dict(), path)`, loads into the
+/// Oar model as it is, and the model then gives PyTorch's logits.
 #[test]
 fn pytorch_exported_state_dict_loads_directly() -> Result<()> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity_lenet5.safetensors");
-    let (all, _) = load_safetensors(path)?;
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let model = LeNet5::new()?;
-    let report = model.load_state_dict(&all.strip_prefix("init"), true)?;
+    let report = model.load(fixtures.join("lenet5_state_dict.safetensors"), true)?;
     assert!(report.is_clean());
-    assert_eq!(model.conv1.weight.get().to_vec::<f32>()?, all.get("init.conv1.weight").unwrap().to_vec::<f32>()?);
+    let (parity, _) = load_safetensors(fixtures.join("parity_lenet5.safetensors"))?;
+    assert_eq!(model.conv1.weight.get().to_vec::<f32>()?, parity.get("init.conv1.weight").unwrap().to_vec::<f32>()?);
+    let logits = model.forward(parity.get("export.input").unwrap())?.to_vec::<f32>()?;
+    let want = parity.get("export.logits").unwrap().to_vec::<f32>()?;
+    for (g, w) in logits.iter().zip(&want) {
+        assert!((g - w).abs() <= 1e-5 * w.abs().max(1.0), "logits {logits:?} vs PyTorch {want:?}");
+    }
     // And Oar's own save of it reads back equal.
     let out = tmp("lenet").join("model.safetensors");
     model.save(&out)?;
