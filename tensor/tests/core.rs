@@ -536,7 +536,7 @@ fn fused_epilogues_equal_the_ops_one_by_one() -> Result<()> {
 /// (one or two column blocks), odd row counts, depths with a partial last
 /// vector, and batched operands; a contiguous right operand takes gemm.
 #[test]
-fn skinny_products_with_transposed_weights_match_f64() -> Result<()> {
+fn skinny_and_few_row_products_with_transposed_weights_match_f64() -> Result<()> {
     let mut g = Generator::new(21);
     let mut check = |batch: &[usize], m: usize, k: usize, n: usize, transposed: bool| -> Result<()> {
         let xs: Vec<usize> = batch.iter().copied().chain([m, k]).collect();
@@ -560,5 +560,15 @@ fn skinny_products_with_transposed_weights_match_f64() -> Result<()> {
         check(&[], m, k, 10, false)?;
     }
     check(&[3], 4, 96, 12, true)?;
+    // Few rows, many columns (a linear layer at batch 1 to 8): the threads
+    // split the columns; odd widths leave partial blocks and partial tasks.
+    for m in 1..=9 {
+        check(&[], m, 784, 512, true)?;
+    }
+    for (m, k, n) in [(1, 64, 17), (2, 100, 37), (3, 513, 300), (1, 120, 84), (8, 400, 120)] {
+        check(&[], m, k, n, true)?;
+        check(&[], m, k, n, false)?;
+    }
+    check(&[2], 1, 200, 70, true)?;
     Ok(())
 }

@@ -1,7 +1,8 @@
-//! AVX-512 f32 products with few output columns, as dot products: `c = a @ b`
-//! where `b` is `k x n` with `n <= 16` and unit row stride (a linear layer's
-//! transposed `[n, k]` weight: a classifier head's 10 classes) and `a` has
-//! unit column stride.
+//! AVX-512 f32 products with few output columns or few rows, as dot
+//! products: `c = a @ b` where `b` is `k x n` with unit row stride (a linear
+//! layer's transposed `[n, k]` weight) and `a` has unit column stride, and
+//! either `n <= 16` (a classifier head's 10 classes) or `m <= 8` (a linear
+//! layer at batch 1 to 8, as a served model sees).
 //!
 //! The `gemm` crate packs such products into 16 x 6 register blocks, two
 //! column blocks for 10 columns, and reached about 75 GFLOP/s on the seed
@@ -9,6 +10,13 @@
 //! two rows of `a` and up to 12 columns of `b` stream through 16-lane FMAs
 //! along `k` into 24 accumulators, reduced once at the end: each loaded
 //! vector of `a` feeds up to 12 FMAs, each of `b` two.
+//!
+//! With few rows the crate's kernels fare worse: for `[m, 784] x [784, 512]`
+//! with the weight transposed, a one-off loop (2 threads) measured 23 µs at
+//! `m = 1`, 119 µs at 2, 53 µs at 4 and 62 µs at 8 (24, 16 and 31 µs for the
+//! last three with a contiguous weight). There the threads split the columns
+//! instead of the rows, and each reads its share of the weight once per row
+//! pair.
 
 use super::DstRef;
 use crate::cpu::matmul::MatRef;
@@ -18,9 +26,25 @@ use std::arch::x86_64::*;
 /// Columns per register block, at most (2 rows x 12 = 24 accumulators).
 const NB: usize = 12;
 
-/// Whether [`dots`] serves a product of these sizes and strides.
-pub(super) fn applies(a: MatRef<f32>, b: MatRef<f32>, (_, n, k): (usize, usize, usize)) -> bool {
-    n <= 16 && k >= 64 && a.cs == 1 && b.rs == 1 && crate::cpu::simd::level() == 4
+/// Rows up to which any number of columns runs here.
+const FEW_ROWS: usize = 8;
+
+/// Whether [`dots`] serves a product of these sizes and strides with
+/// `threads` kernel threads. A single row runs here only on several threads:
+/// on one, the crate's vector-matrix kernel was as fast at `[1, 784] x
+/// [784, 512]` (18 µs each) and faster at `[1, 400] x [400, 120]` (1.5 µs
+/// against 2.3; one-off loops).
+pub(super) fn applies(a: MatRef<f32>, b: MatRef<f32>, (m, n, k): (usize, usize, usize), threads: usize) -> bool {
+    let few_rows = m <= FEW_ROWS && (m > 1 || parallel(threads, (m, n, k)));
+    (n <= 16 || few_rows) && k >= 64 && a.cs == 1 && b.rs == 1 && crate::cpu::simd::level() == 4
+}
+
+/// Whether [`dots`] should use the kernel team: from about 64k
+/// multiply-adds, a few microseconds of work. Lower than the `gemm` crate's
+/// threshold because a small-batch product is bound by reading the weight,
+/// which two threads do twice as fast.
+pub(super) fn parallel(threads: usize, (m, n, k): (usize, usize, usize)) -> bool {
+    threads > 1 && m * n * k >= 1 << 16
 }
 
 /// `c = a @ b`, or `c += a @ b` with `accumulate`, rows split across the
@@ -40,28 +64,42 @@ pub(super) unsafe fn dots(
     accumulate: bool,
 ) {
     let product = super::Product { c, a, b, accumulate };
-    // Row pairs, in at most 16 tasks (the team balances them).
     let pairs = m.div_ceil(2);
-    let tasks = if parallel { pairs.min(16) } else { 1 };
-    team::for_each(parallel, tasks, |t| {
-        let (lo, hi) = (t * pairs / tasks * 2, ((t + 1) * pairs / tasks * 2).min(m));
-        let p = &product;
-        // SAFETY: rows lo..hi of the caller's product (disjoint across tasks),
-        // on a CPU with AVX-512F (`applies`).
-        unsafe { rows(p, lo..hi, n, k) }
-    });
+    if n <= 16 && pairs > 1 {
+        // Row pairs, in at most 16 tasks (the team balances them).
+        let tasks = if parallel { pairs.min(16) } else { 1 };
+        team::for_each(parallel, tasks, |t| {
+            let (lo, hi) = (t * pairs / tasks * 2, ((t + 1) * pairs / tasks * 2).min(m));
+            let p = &product;
+            // SAFETY: rows lo..hi of the caller's product (disjoint across
+            // tasks), on a CPU with AVX-512F (`applies`).
+            unsafe { tile(p, lo..hi, 0..n, k) }
+        });
+    } else {
+        // Few rows: column blocks of about NB, in at most 16 tasks.
+        let blocks = n.div_ceil(NB);
+        let tasks = if parallel { blocks.min(16) } else { 1 };
+        team::for_each(parallel, tasks, |t| {
+            let (lo, hi) = (t * n / tasks, (t + 1) * n / tasks);
+            let p = &product;
+            // SAFETY: columns lo..hi of the caller's product (disjoint across
+            // tasks), on a CPU with AVX-512F (`applies`).
+            unsafe { tile(p, 0..m, lo..hi, k) }
+        });
+    }
 }
 
-/// Rows `range` of the product, all columns, in near-equal column blocks.
+/// Rows `range` by columns `cols` of the product, in near-equal column blocks.
 ///
 /// # Safety
-/// As [`dots`], for these rows.
+/// As [`dots`], for these rows and columns.
 #[target_feature(enable = "avx512f")]
-unsafe fn rows(p: &super::Product, range: std::ops::Range<usize>, n: usize, k: usize) {
+unsafe fn tile(p: &super::Product, range: std::ops::Range<usize>, cols: std::ops::Range<usize>, k: usize) {
+    let n = cols.len();
     let blocks = n.div_ceil(NB);
-    let mut j0 = 0;
+    let mut j0 = cols.start;
     for blk in 0..blocks {
-        let w = (n - j0) / (blocks - blk);
+        let w = (cols.end - j0) / (blocks - blk);
         let mut i = range.start;
         while i < range.end {
             let r = (range.end - i).min(2);

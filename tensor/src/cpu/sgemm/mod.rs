@@ -21,8 +21,8 @@
 //! Threads split the result into column (or row) strips; each packs its own
 //! operands, so a product is one fork and one join.
 //!
-//! On AVX-512 CPUs, products with at most 16 columns whose right operand is
-//! a transposed weight run as dot products instead ([`dots`]).
+//! On AVX-512 CPUs, products with at most 16 columns or at most 8 rows whose
+//! right operand is a transposed weight run as dot products instead ([`dots`]).
 
 mod avx2;
 #[cfg(target_arch = "x86_64")]
@@ -98,9 +98,8 @@ pub(crate) unsafe fn try_sgemm(
     accumulate: bool,
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if dots::applies(a, b, mnk) {
-        let (m, n, k) = mnk;
-        let parallel = super::matmul::gemm_is_parallel(threads, m, n, k);
+    if dots::applies(a, b, mnk, threads) {
+        let parallel = dots::parallel(threads, mnk);
         // SAFETY: the caller's guarantee, for the same elements; `applies` held.
         unsafe { dots::dots(c, a, b, mnk, parallel, accumulate) };
         return true;
