@@ -33,9 +33,12 @@ const FEW_ROWS: usize = 8;
 /// `threads` kernel threads. A single row runs here only on several threads:
 /// on one, the crate's vector-matrix kernel was as fast at `[1, 784] x
 /// [784, 512]` (18 µs each) and faster at `[1, 400] x [400, 120]` (1.5 µs
-/// against 2.3; one-off loops).
+/// against 2.3; one-off loops). Few rows need enough columns to share
+/// out: a LeNet-5 training step, whose first convolution's weight gradient
+/// is a `[6, 50176] x [50176, 25]` product (three column blocks for two
+/// threads), took 1-3% longer with it here.
 pub(super) fn applies(a: MatRef<f32>, b: MatRef<f32>, (m, n, k): (usize, usize, usize), threads: usize) -> bool {
-    let few_rows = m <= FEW_ROWS && (m > 1 || parallel(threads, (m, n, k)));
+    let few_rows = m <= FEW_ROWS && n >= 4 * NB && (m > 1 || parallel(threads, (m, n, k)));
     (n <= 16 || few_rows) && k >= 64 && a.cs == 1 && b.rs == 1 && crate::cpu::simd::level() == 4
 }
 
