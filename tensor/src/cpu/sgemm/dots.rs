@@ -1,8 +1,8 @@
 //! AVX-512 f32 products with few output columns or few rows, as dot
 //! products: `c = a @ b` where `b` is `k x n` with unit row stride (a linear
 //! layer's transposed `[n, k]` weight) and `a` has unit column stride, and
-//! either `n <= 16` (a classifier head's 10 classes) or `m <= 8` (a linear
-//! layer at batch 1 to 8, as a served model sees).
+//! either `n <= 16` (a classifier head's 10 classes) or `m <= 8` with
+//! `n >= 48` (a linear layer at batch 1 to 8, as a served model sees).
 //!
 //! The `gemm` crate packs such products into 16 x 6 register blocks, two
 //! column blocks for 10 columns, and reached about 75 GFLOP/s on the seed
@@ -26,8 +26,13 @@ use std::arch::x86_64::*;
 /// Columns per register block, at most (2 rows x 12 = 24 accumulators).
 const NB: usize = 12;
 
-/// Rows up to which any number of columns runs here.
+/// Rows up to which a product with at least [`FEW_ROWS_MIN_COLS`] columns
+/// runs here.
 const FEW_ROWS: usize = 8;
+
+/// Columns a few-row product needs to give each of two threads two column
+/// blocks (see [`applies`]).
+const FEW_ROWS_MIN_COLS: usize = 4 * NB;
 
 /// Whether [`dots`] serves a product of these sizes and strides with
 /// `threads` kernel threads. A single row runs here only on several threads:
@@ -38,7 +43,7 @@ const FEW_ROWS: usize = 8;
 /// is a `[6, 50176] x [50176, 25]` product (three column blocks for two
 /// threads), took 1-3% longer with it here.
 pub(super) fn applies(a: MatRef<f32>, b: MatRef<f32>, (m, n, k): (usize, usize, usize), threads: usize) -> bool {
-    let few_rows = m <= FEW_ROWS && n >= 4 * NB && (m > 1 || parallel(threads, (m, n, k)));
+    let few_rows = m <= FEW_ROWS && n >= FEW_ROWS_MIN_COLS && (m > 1 || parallel(threads, (m, n, k)));
     (n <= 16 || few_rows) && k >= 64 && a.cs == 1 && b.rs == 1 && crate::cpu::simd::level() == 4
 }
 
