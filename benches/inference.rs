@@ -6,8 +6,9 @@
 //! - `infer_f32/lenet5_bs64_{eager,static}`: LeNet-5 on `[64, 1, 28, 28]`
 //! - `infer_f32/lenet5_bs256_{eager,static}`: LeNet-5 on `[256, 1, 28, 28]`
 //!   (issue 5 quotes its throughput in images per second: 256 / time)
-//! - `infer_f32/mlp_bs{1,4}_{eager,static}`: the 784-512-512-10 MLP on
-//!   `[1, 784]` and `[4, 784]` (a served model's small batches)
+//! - `infer_f32/mlp_bs{1,4,64}_{eager,static}`: the 784-512-512-10 MLP on
+//!   `[1, 784]` and `[4, 784]` (a served model's small batches) and
+//!   `[64, 784]` (wide layers the `gemm` crate runs)
 //!
 //! `benches/torch_ops.py` times PyTorch's eager forward under the `_eager`
 //! names, `torch.jit.trace` under `_jit_trace`, and trace + freeze +
@@ -52,5 +53,6 @@ fn main() {
     infer_bench(&mut c, "lenet5_bs256", &mut LeNet5::new().expect("model"), &[256, 1, 28, 28]);
     infer_bench(&mut c, "mlp_bs1", &mut Mlp::new().expect("model"), &[1, 784]);
     infer_bench(&mut c, "mlp_bs4", &mut Mlp::new().expect("model"), &[4, 784]);
+    infer_bench(&mut c, "mlp_bs64", &mut Mlp::new().expect("model"), &[64, 784]);
     c.final_summary();
 }

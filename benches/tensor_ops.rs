@@ -14,6 +14,7 @@
 //! | `conv2d_f32/in{N}x3x32x32_w10x3x3x3_p0`   | seed-model conv, bias, stride 1, no padding, N=1, 64 |
 //! | `conv2d_f32/in64x1x28x28_w6x1x5x5_p2`     | LeNet-5 conv1, bias, padding 2                       |
 //! | `conv2d_f32/in64x6x14x14_w16x6x5x5_p0`    | LeNet-5 conv2, bias                                  |
+//! | `conv2d_f32/{conv}_prepacked`             | each conv above from weights packed once (Oar only)  |
 //! | `add_f32/1024x1024`                       | element-wise add of two 1M-element tensors           |
 //! | `add_f32/1`                               | add of two `[1]` tensors (per-op overhead)           |
 //! | `sum_all_f32/1024x1024`                   | `sum_all` over 1M elements                           |
@@ -27,6 +28,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use oar::prelude::*;
+use oar::tensor::op::Op;
 
 mod common;
 use common::randn;
@@ -76,6 +78,13 @@ fn conv2d(c: &mut Criterion) {
         g.bench_function(BenchmarkId::from_parameter(id), |bch| {
             bch.iter(|| black_box(x.conv2d(black_box(&w), Some(&b), &p).unwrap()))
         });
+        // The same convolution from weights packed once, as the jit's executor runs it.
+        let op = Op::Conv2d(p);
+        if let Some((packed_op, packed)) = w.prepack(&op, 1, &[x.meta(), w.meta(), b.meta()]).expect("prepack") {
+            g.bench_function(BenchmarkId::from_parameter(format!("{id}_prepacked")), |bch| {
+                bch.iter(|| black_box(Tensor::apply(packed_op.clone(), &[&x, black_box(&packed), &b]).unwrap()))
+            });
+        }
     }
     g.finish();
 }

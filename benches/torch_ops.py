@@ -366,6 +366,11 @@ def _mk():
     return infer(MLP(), (4, 784))
 
 
+@workload("infer_f32/mlp_bs64_eager")
+def _mk():
+    return infer(MLP(), (64, 784))
+
+
 # PyTorch's own static graphs. `_jit_trace` is torch.jit.trace; `_static` is
 # trace + freeze + optimize_for_inference (weights folded in, oneDNN layouts),
 # the closest counterpart of Oar's optimized `to_static`.
@@ -390,7 +395,8 @@ for _name, _cls, _shape in (("simple_cnn_bs1", SimpleCNN, (1, 3, 32, 32)),
                             ("simple_cnn_bs64", SimpleCNN, (64, 3, 32, 32)),
                             ("lenet5_bs256", LeNet5, (256, 1, 28, 28)),
                             ("mlp_bs1", MLP, (1, 784)),
-                            ("mlp_bs4", MLP, (4, 784))):
+                            ("mlp_bs4", MLP, (4, 784)),
+                            ("mlp_bs64", MLP, (64, 784))):
     for _suffix, _frozen in (("jit_trace", False), ("static", True)):
         @workload(f"infer_f32/{_name}_{_suffix}")
         def _mk(cls=_cls, shape=_shape, frozen=_frozen):

@@ -33,6 +33,7 @@ fn main() -> Result<()> {
         println!("  pass {:<22} {} rewrites", p.pass, p.rewrites);
     }
     println!("optimized graph: {}", compiled.plan.graph().stats());
+    println!("weights packed for the CPU kernels: {}", compiled.plan.prepacked_weights());
     println!("\n{}\n", compiled.plan.graph());
 
     let eager = {

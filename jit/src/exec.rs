@@ -1,12 +1,15 @@
 //! The executor: a graph lowered to a flat list of steps over value slots.
-//! Weights sit in their slots for the executor's lifetime; every other value
+//! Weights, and views of them, sit in their slots for the executor's
+//! lifetime, those a backend reads faster in a layout of its own (the direct
+//! convolution's, a row-major copy of a transposed linear weight) packed into
+//! it once, when the plan is built, rather than on every run; every other value
 //! is dropped right after its last reader (liveness). Each run happens inside
 //! one of the plan's [`BufferArena`]s, which keeps those freed buffers: the
 //! next op of the run, or the same op of the next run, takes a buffer of its
 //! exact size from there, so after the first run a plan allocates only the
 //! buffers of the outputs it returns.
 
-use crate::graph::{Def, Graph};
+use crate::graph::{Graph, Node};
 use oar_tensor::op::{Op, TensorMeta};
 use oar_tensor::{ArenaStats, BufferArena, Error, ErrorKind, Result, Tensor};
 use smallvec::SmallVec;
@@ -27,6 +30,12 @@ struct Step {
 pub struct Plan {
     graph: Graph,
     steps: Vec<Step>,
+    /// What the slots of constants hold in every run: weights, views of
+    /// them, and weights packed for the step that reads them (in the slots
+    /// after the graph's values).
+    fixed: Vec<(usize, Tensor)>,
+    /// How many of those are packed weights.
+    packed: usize,
     inputs: Vec<usize>,
     outputs: Vec<usize>,
     /// Slots of outputs that are weights or inputs, which are never freed.
@@ -37,25 +46,29 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Lowers a verified graph.
+    /// Lowers a verified graph. Views of weights (a linear layer's `w.t()`)
+    /// are taken here, once, rather than on every run; weights the backend
+    /// reads faster in a layout of its own are packed into it
+    /// ([`Tensor::prepack`]).
     pub fn new(graph: Graph) -> Result<Arc<Plan>> {
         graph.verify()?;
         let uses = graph.use_counts();
-        let defs = graph.defs();
-        // Last step reading each value; graph outputs and weights live on.
+        let (mut constant, hoisted) = constants(&graph)?;
+        // Last step reading each value; graph outputs and constants live on.
         let mut last: Vec<Option<usize>> = vec![None; graph.values.len()];
-        for (s, node) in graph.nodes.iter().enumerate() {
+        for (s, node) in graph.nodes.iter().enumerate().filter(|(s, _)| !hoisted[*s]) {
             for v in &node.inputs {
                 last[v.index()] = Some(s);
             }
         }
-        let keep = |v: usize| graph.outputs.iter().any(|o| o.index() == v) || matches!(defs[v], Some(Def::Weight(_)));
+        let is_output = |v: usize| graph.outputs.iter().any(|o| o.index() == v);
         let mut steps = Vec::with_capacity(graph.nodes.len());
-        for (s, node) in graph.nodes.iter().enumerate() {
+        let mut packed = 0;
+        for (s, node) in graph.nodes.iter().enumerate().filter(|(s, _)| !hoisted[*s]) {
             let mut free: SmallVec<[usize; 3]> = SmallVec::new();
             for v in &node.inputs {
                 let v = v.index();
-                if last[v] == Some(s) && !keep(v) && !free.contains(&v) {
+                if last[v] == Some(s) && !is_output(v) && constant[v].is_none() && !free.contains(&v) {
                     free.push(v);
                 }
             }
@@ -65,17 +78,38 @@ impl Plan {
                     free.push(o.index());
                 }
             }
-            steps.push(Step {
-                op: node.op.clone(),
-                inputs: node.inputs.iter().map(|v| v.index()).collect(),
-                outputs: node.outputs.iter().map(|v| v.index()).collect(),
-                free,
-            });
+            let mut inputs: SmallVec<[usize; 3]> = node.inputs.iter().map(|v| v.index()).collect();
+            let mut op = node.op.clone();
+            if let Some((k, packed_op, tensor)) = prepack(&graph, &constant, node)? {
+                inputs[k] = constant.len();
+                constant.push(Some(tensor));
+                packed += 1;
+                op = packed_op;
+            }
+            steps.push(Step { op, inputs, outputs: node.outputs.iter().map(|v| v.index()).collect(), free });
         }
+        // The constants a run reads: a weight only its packed copy or a view
+        // reads stays out of the slots.
+        let read: std::collections::HashSet<usize> = steps
+            .iter()
+            .flat_map(|s| s.inputs.iter().copied())
+            .chain(graph.outputs.iter().map(|v| v.index()))
+            .collect();
+        let fixed = constant
+            .iter()
+            .enumerate()
+            .filter_map(|(v, t)| Some((v, t.clone()?)))
+            .filter(|(v, _)| read.contains(v))
+            .collect();
         let inputs = graph.inputs.iter().map(|i| i.value.index()).collect();
         let outputs = graph.outputs.iter().map(|v| v.index()).collect();
-        let slots = graph.values.len();
-        Ok(Arc::new(Plan { graph, steps, inputs, outputs, slots, arenas: Mutex::default() }))
+        let slots = constant.len();
+        Ok(Arc::new(Plan { graph, steps, fixed, packed, inputs, outputs, slots, arenas: Mutex::default() }))
+    }
+
+    /// How many weights the plan keeps packed in its backend's layout.
+    pub fn prepacked_weights(&self) -> usize {
+        self.packed
     }
 
     pub fn graph(&self) -> &Graph {
@@ -130,8 +164,8 @@ impl Plan {
             ));
         }
         let mut slots: Vec<Option<Tensor>> = vec![None; self.slots];
-        for w in &self.graph.weights {
-            slots[w.value.index()] = Some(w.tensor.clone());
+        for (slot, t) in &self.fixed {
+            slots[*slot] = Some(t.clone());
         }
         for (k, (&slot, t)) in self.inputs.iter().zip(inputs).enumerate() {
             let want = &self.graph.values[slot];
@@ -169,4 +203,43 @@ impl Plan {
         }
         Ok(self.outputs.iter().map(|&o| slots[o].clone().expect("outputs are kept")).collect())
     }
+}
+
+/// The values known before any run (weights, and views of them, taken now)
+/// and which nodes computed such views, which no run repeats.
+fn constants(graph: &Graph) -> Result<(Vec<Option<Tensor>>, Vec<bool>)> {
+    let mut constant: Vec<Option<Tensor>> = vec![None; graph.values.len()];
+    for w in &graph.weights {
+        constant[w.value.index()] = Some(w.tensor.clone());
+    }
+    let mut hoisted = vec![false; graph.nodes.len()];
+    let _no_grad = oar_tensor::no_grad();
+    for (s, node) in graph.nodes.iter().enumerate() {
+        if !node.op.is_view() {
+            continue;
+        }
+        let Some(inputs) = node.inputs.iter().map(|v| constant[v.index()].clone()).collect::<Option<Vec<_>>>() else {
+            continue;
+        };
+        let refs: SmallVec<[&Tensor; 3]> = inputs.iter().collect();
+        for (o, t) in node.outputs.iter().zip(Tensor::apply(node.op.clone(), &refs)?) {
+            constant[o.index()] = Some(t);
+        }
+        hoisted[s] = true;
+    }
+    Ok((constant, hoisted))
+}
+
+/// The first constant input of `node` its backend packs for its op
+/// ([`Tensor::prepack`]): the input's position, the op to run instead and the
+/// packed tensor.
+fn prepack(graph: &Graph, constant: &[Option<Tensor>], node: &Node) -> Result<Option<(usize, Op, Tensor)>> {
+    for (k, v) in node.inputs.iter().enumerate() {
+        let Some(t) = &constant[v.index()] else { continue };
+        let metas: Vec<TensorMeta> = node.inputs.iter().map(|v| graph.values[v.index()].clone()).collect();
+        if let Some((op, tensor)) = t.prepack(&node.op, k, &metas)? {
+            return Ok(Some((k, op, tensor)));
+        }
+    }
+    Ok(None)
 }

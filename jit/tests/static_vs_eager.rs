@@ -28,6 +28,8 @@ fn example_models_match_eager_at_every_level() {
     check_model("lenet5", &lenet, &randn(&[3, 1, 28, 28]));
     check_model("simple_cnn", &SimpleCnn::new().unwrap(), &randn(&[2, 3, 32, 32]));
     check_model("mlp", &Mlp::new().unwrap(), &randn(&[5, 784]));
+    // Batch 32 runs its two wide layers from row-major weight copies on AVX-512.
+    check_model("mlp", &Mlp::new().unwrap(), &randn(&[32, 784]));
     check_model("conv_bn", &conv_bn_net().unwrap(), &randn(&[2, 3, 16, 16]));
 }
 
@@ -71,6 +73,79 @@ fn batch_norm_folds_into_the_convolutions() {
         .collect();
     assert_eq!(convs.len(), 2);
     assert!(convs.iter().all(|n| n.inputs.len() == 3));
+}
+
+/// Whether this CPU runs the direct convolution kernels, whose weights the
+/// executor packs.
+fn direct_conv_kernels() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+#[test]
+fn convolution_weights_are_packed_once_and_give_eager_bits() {
+    let mut lenet = LeNet5::new().unwrap();
+    lenet.eval();
+    let x = randn(&[3, 1, 28, 28]);
+    let s = to_static(&lenet, &x).unwrap();
+    // At batch 3 the linear layers keep their transposed weights (too few rows).
+    let packed = s.compiled(&x).unwrap().plan.prepacked_weights();
+    assert_eq!(packed, if direct_conv_kernels() { 2 } else { 0 });
+    // Both convolutions with their fused ReLUs, as a graph of its own: the
+    // packed-weight kernels give the bits of eager's reorder-per-call ones.
+    let body = |x: &Tensor| -> oar_tensor::Result<Tensor> {
+        let pool = oar_tensor::op::MaxPool2dParams::new(2);
+        let y = lenet.conv1.forward(x)?.relu()?.max_pool2d(&pool)?;
+        lenet.conv2.forward(&y)?.relu()
+    };
+    let named: Vec<(String, Tensor)> = lenet.named_parameters().into_iter().map(|(k, p)| (k, p.get())).collect();
+    let mut g = trace(std::slice::from_ref(&x), &named, |xs| Ok(vec![body(&xs[0])?])).unwrap();
+    optimize(&mut g, OptLevel::O2).unwrap();
+    let plan = Plan::new(g).unwrap();
+    assert_eq!(plan.prepacked_weights(), packed);
+    let bits = |t: &Tensor| t.to_vec::<f32>().unwrap().into_iter().map(f32::to_bits).collect::<Vec<_>>();
+    for _ in 0..2 {
+        assert_eq!(bits(&plan.run(std::slice::from_ref(&x)).unwrap()[0]), bits(&body(&x).unwrap()));
+    }
+}
+
+/// Whether this CPU's f32 products go to the `gemm` crate's AVX-512 kernels,
+/// which run wide linear layers faster from row-major weight copies.
+fn avx512_products() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("avx512dq") && has!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+#[test]
+fn wide_linear_weights_are_copied_row_major_where_that_is_faster() {
+    let mlp = Mlp::new().unwrap();
+    // [32, 784] x [784, 512] and [32, 512] x [512, 512] take the copies; the
+    // 10-column head keeps the transposed view its dot-product kernel reads;
+    // batch 4 runs every layer as dot products.
+    for (batch, want) in [(32, 2), (4, 0)] {
+        let x = randn(&[batch, 784]);
+        let s = to_static(&mlp, &x).unwrap();
+        let plan = &s.compiled(&x).unwrap().plan;
+        assert_eq!(plan.prepacked_weights(), if avx512_products() { want } else { 0 }, "batch {batch}");
+        let eager = mlp.forward(&x).unwrap();
+        for _ in 0..2 {
+            let d = rel_diff(&eager, &plan.run(std::slice::from_ref(&x)).unwrap()[0]);
+            assert!(d <= 1e-5, "batch {batch}: static differs from eager by {d}");
+        }
+    }
 }
 
 #[test]

@@ -140,6 +140,16 @@ pub trait Backend: Send + Sync + fmt::Debug {
         Ok(out.swap_remove(0))
     }
 
+    /// Input `input` of `op` (`data`, whose metadata is `inputs[input]`)
+    /// rewritten into a layout this backend runs `op` faster from, for a
+    /// caller that runs `op` many times with that same tensor there (an
+    /// executor's weights), which then runs [`Op::Prepacked`] with it. `None`,
+    /// the default, when the backend has no such layout for `op`.
+    fn prepack(&self, op: &Op, input: usize, inputs: &[TensorMeta], data: OpInput<'_>) -> Result<Option<Storage>> {
+        let _ = (op, input, inputs, data);
+        Ok(None)
+    }
+
     /// Uploads host data (row-major) to a new buffer on this device.
     fn copy_from_host(&self, data: CpuStorage) -> Result<Storage>;
 

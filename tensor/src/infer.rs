@@ -161,6 +161,24 @@ fn infer_unchecked(op: &Op, inputs: &[MetaRef<'_>]) -> Result<Metas> {
             }
             Ok(outs)
         }
+        Op::Prepacked { op: inner, input, logical } => {
+            if inner.is_view() || matches!(**inner, Op::Prepacked { .. } | Op::ToDevice(_)) {
+                return Err(Error::invalid(name, format!("`{}` cannot take a prepacked input", inner.name())));
+            }
+            let Some(packed) = inputs.get(*input) else {
+                return Err(Error::invalid(name, format!("input {input} of {} is prepacked", inputs.len())));
+            };
+            if packed.dtype != logical.dtype {
+                return Err(Error::from(ErrorKind::DTypeMismatch {
+                    op: name,
+                    expected: logical.dtype,
+                    got: packed.dtype,
+                }));
+            }
+            let mut unpacked: smallvec::SmallVec<[MetaRef<'_>; 4]> = inputs.iter().copied().collect();
+            unpacked[*input] = MetaRef::from(logical);
+            infer(inner, &unpacked)
+        }
         Op::UnaryBackward(_) => {
             arity(op, inputs, 2..=2)?;
             let (g, saved) = (&inputs[0], &inputs[1]);

@@ -380,6 +380,18 @@ pub enum Op {
         head: Box<Op>,
         epilogue: Vec<Op>,
     },
+    /// `op` with its input number `input` given in a layout its backend
+    /// packed it into once ([`crate::Tensor::prepack`]): executors build
+    /// these for weights, so a convolution run a thousand times reorders its
+    /// weights once. `logical` is that input's shape and dtype as `op` sees
+    /// it. The packed layout belongs to one backend and one CPU, so these are
+    /// never saved (serializing one is an error), traced or differentiated.
+    #[serde(skip)]
+    Prepacked {
+        op: Box<Op>,
+        input: usize,
+        logical: TensorMeta,
+    },
     ToDevice(DeviceLocation),
 }
 
@@ -458,6 +470,7 @@ impl Op {
             Op::Slice { .. } => "slice",
             Op::Contiguous => "contiguous",
             Op::Fused { .. } => "fused",
+            Op::Prepacked { .. } => "prepacked",
             Op::ToDevice(_) => "to_device",
         }
     }

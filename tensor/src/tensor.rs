@@ -417,6 +417,43 @@ impl Tensor {
         Ok(result)
     }
 
+    /// This tensor packed, as input `input` of `op` (whose inputs have the
+    /// metadata `inputs`), into the layout the device's backend runs `op`
+    /// fastest from: the [`Op::Prepacked`] to apply instead of `op`, and the
+    /// packed tensor to pass in this one's place. For callers that run `op`
+    /// many times with the same tensor there, as the jit's executor does with
+    /// weights. `None` when the backend has no faster layout for this op.
+    ///
+    /// The packed tensor is a flat buffer only that backend reads: pass it to
+    /// the returned op and nowhere else.
+    ///
+    /// ```
+    /// use oar_tensor::op::{Conv2dParams, Op};
+    /// use oar_tensor::{DType, Device, Tensor};
+    /// let (x, w) = (Tensor::randn([2, 3, 8, 8], DType::F32, &Device::cpu())?, Tensor::randn([4, 3, 3, 3], DType::F32, &Device::cpu())?);
+    /// let op = Op::Conv2d(Conv2dParams::default());
+    /// let want = Tensor::apply(op.clone(), &[&x, &w])?;
+    /// if let Some((packed_op, packed)) = w.prepack(&op, 1, &[x.meta(), w.meta()])? {
+    ///     // CPUs with AVX2 or AVX-512 run this convolution from packed weights.
+    ///     assert_eq!(Tensor::apply(packed_op, &[&x, &packed])?[0].to_vec::<f32>()?, want[0].to_vec::<f32>()?);
+    /// }
+    /// # Ok::<(), oar_tensor::Error>(())
+    /// ```
+    pub fn prepack(&self, op: &Op, input: usize, inputs: &[TensorMeta]) -> Result<Option<(Op, Tensor)>> {
+        if inputs.get(input) != Some(&self.meta()) {
+            return Err(Error::invalid(
+                "prepack",
+                format!("input {input} of `{}` must be this {} {:?} tensor", op.name(), self.dtype(), self.dims()),
+            ));
+        }
+        op.infer(inputs)?;
+        let data = OpInput { storage: &*self.0.storage, layout: &self.0.layout };
+        let Some(storage) = self.device().backend().prepack(op, input, inputs, data)? else { return Ok(None) };
+        let layout = Layout::contiguous(Shape::from(storage.len()));
+        let packed = Tensor::from_parts(storage, layout, self.device().clone());
+        Ok(Some((Op::Prepacked { op: Box::new(op.clone()), input, logical: self.meta() }, packed)))
+    }
+
     /// Moves (copies) the tensor to `device`; a no-op handle clone if it is there already.
     pub fn to_device(&self, device: &Device) -> Result<Tensor> {
         if self.device() == device {

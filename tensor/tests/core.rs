@@ -530,6 +530,106 @@ fn fused_epilogues_equal_the_ops_one_by_one() -> Result<()> {
     Ok(())
 }
 
+/// A weight packed once ([`Tensor::prepack`]) gives the same bits as the
+/// convolution that reorders it on every call: alone and heading a fused op,
+/// with and without bias, for pixel tiles (any channel count) and channel
+/// tiles (multiples of 16), padding and dilation. What the direct kernels do
+/// not take (stride 2, f64, groups) and ops with nothing to pack get `None`.
+#[test]
+fn prepacked_convolutions_equal_the_unpacked_ones_bit_for_bit() -> Result<()> {
+    use oar_tensor::op::{Op, UnaryOp};
+    let mut g = Generator::new(31);
+    let direct = cfg!(target_arch = "x86_64") && std::arch::is_x86_feature_detected!("fma");
+    let cases = [
+        // [n, c, o, h, w, kh, kw, pad, dil]
+        [1, 3, 10, 32, 32, 3, 3, 0, 1], // SimpleCNN
+        [2, 6, 16, 14, 14, 5, 5, 0, 1], // LeNet conv2, channel tiles
+        [3, 2, 32, 9, 20, 3, 3, 1, 2],  // two channel blocks, padding, dilation
+        [2, 5, 17, 6, 40, 3, 3, 1, 1],  // 17 channels: a partial block
+    ];
+    let mut packed_any = false;
+    for [n, c, o, h, w, kh, kw, pad, dil] in cases {
+        let x = Tensor::randn_with(&mut g, [n, c, h, w], DType::F32, &cpu())?;
+        let wt = Tensor::randn_with(&mut g, [o, c, kh, kw], DType::F32, &cpu())?;
+        let b = Tensor::randn_with(&mut g, [o], DType::F32, &cpu())?;
+        let p = Conv2dParams { padding: [pad, pad], dilation: [dil, dil], ..Default::default() };
+        let fused = Op::Fused { head: Box::new(Op::Conv2d(p)), epilogue: vec![Op::Unary(UnaryOp::Relu)] };
+        for (op, with_bias) in [(Op::Conv2d(p), true), (Op::Conv2d(p), false), (fused, true)] {
+            let inputs: Vec<&Tensor> = if with_bias { vec![&x, &wt, &b] } else { vec![&x, &wt] };
+            let metas: Vec<_> = inputs.iter().map(|t| t.meta()).collect();
+            let want = f32s(&Tensor::apply(op.clone(), &inputs)?[0]);
+            let Some((packed_op, packed)) = wt.prepack(&op, 1, &metas)? else {
+                assert!(!direct, "{op:?} on {:?} was not packed", x.dims());
+                continue;
+            };
+            packed_any = true;
+            assert_eq!(packed.dims(), [c * kh * kw * o.div_ceil(8) * 8]);
+            let mut packed_inputs = inputs.clone();
+            packed_inputs[1] = &packed;
+            assert_eq!(f32s(&Tensor::apply(packed_op, &packed_inputs)?[0]), want, "{op:?}, x {:?}", x.dims());
+        }
+    }
+    assert_eq!(packed_any, direct);
+    // Nothing to pack: another input, shapes the direct kernels leave to
+    // im2col + gemm, other dtypes and other ops.
+    let x = Tensor::randn([2, 4, 12, 12], DType::F32, &cpu())?;
+    let w = Tensor::randn([8, 4, 3, 3], DType::F32, &cpu())?;
+    let conv = |p: Conv2dParams| Op::Conv2d(p);
+    assert!(x.prepack(&conv(Default::default()), 0, &[x.meta(), w.meta()])?.is_none());
+    let strided = Conv2dParams { stride: [2, 2], ..Default::default() };
+    assert!(w.prepack(&conv(strided), 1, &[x.meta(), w.meta()])?.is_none());
+    let grouped = Conv2dParams { groups: 2, ..Default::default() };
+    let wg = Tensor::randn([8, 2, 3, 3], DType::F32, &cpu())?;
+    assert!(wg.prepack(&conv(grouped), 1, &[x.meta(), wg.meta()])?.is_none());
+    let (x64, w64) = (x.to_dtype(DType::F64)?, w.to_dtype(DType::F64)?);
+    assert!(w64.prepack(&conv(Default::default()), 1, &[x64.meta(), w64.meta()])?.is_none());
+    let m = Tensor::randn([3, 4], DType::F32, &cpu())?;
+    assert!(m.prepack(&Op::Matmul, 1, &[m.t()?.meta(), m.meta()])?.is_none());
+    Ok(())
+}
+
+/// A transposed linear weight is packed as a row-major copy only where the
+/// AVX-512 `gemm` crate runs the product faster from one; the packed product
+/// matches the f64 one.
+#[test]
+fn prepacked_linear_weights_are_row_major_copies_where_they_pay() -> Result<()> {
+    use oar_tensor::op::Op;
+    let mut g = Generator::new(32);
+    let avx512 = cfg!(target_arch = "x86_64")
+        && std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+        && std::arch::is_x86_feature_detected!("avx512dq")
+        && std::arch::is_x86_feature_detected!("fma");
+    // (m, k, n, packed on AVX-512)
+    let cases = [
+        (64, 512, 512, true),
+        (9, 784, 512, true),
+        (4, 400, 32, true),
+        (256, 84, 10, false), // 10 columns: dot products read the view
+        (6, 784, 512, false), // few rows, many columns: dot products
+        (2, 400, 20, false),  // too few rows
+        (9, 64, 17, false),   // too little work
+    ];
+    for (m, k, n, packs) in cases {
+        let x = Tensor::randn_with(&mut g, [m, k], DType::F32, &cpu())?;
+        let w = Tensor::randn_with(&mut g, [n, k], DType::F32, &cpu())?;
+        let wt = w.t()?;
+        let packed = wt.prepack(&Op::Matmul, 1, &[x.meta(), wt.meta()])?;
+        assert_eq!(packed.is_some(), packs && avx512, "[{m}, {k}] x [{k}, {n}]");
+        let Some((op, packed)) = packed else { continue };
+        assert_eq!(f32s(&packed), f32s(&wt.contiguous()?));
+        let got = Tensor::apply(op, &[&x, &packed])?.swap_remove(0).to_dtype(DType::F64)?;
+        let want = x.to_dtype(DType::F64)?.matmul(&wt.to_dtype(DType::F64)?)?;
+        let err = got.sub(&want)?.abs()?.max_all()?.item()? / want.abs()?.max_all()?.item()?;
+        assert!(err < 1e-5, "[{m}, {k}] x [{k}, {n}]: relative error {err}");
+    }
+    // A row-major weight is already in the layout the crate prefers.
+    let (x, w) = (Tensor::randn([64, 512], DType::F32, &cpu())?, Tensor::randn([512, 512], DType::F32, &cpu())?);
+    assert!(w.prepack(&Op::Matmul, 1, &[x.meta(), w.meta()])?.is_none());
+    Ok(())
+}
+
 /// f32 products with few columns and a transposed right operand (a linear
 /// layer's `x @ w.t()`) take dot-product kernels on AVX-512 CPUs (gemm
 /// elsewhere): against the f64 product, for every column count up to 16

@@ -837,3 +837,43 @@ fn matmul_empty_inner_dim_strided() {
         Ok(r) => assert_eq!(r.unwrap().to_vec::<f32>().unwrap(), vec![0.0; 6]),
     }
 }
+
+/// Prepacking checks its arguments and a prepacked op its packed input; a
+/// prepacked op cannot be saved, and has no derivative.
+#[test]
+fn prepack_errors_name_the_op() -> Result<()> {
+    use oar_tensor::op::{Conv2dParams, Op};
+    let (x, w) = (f32t(&[1, 3, 8, 8]), f32t(&[4, 3, 3, 3]));
+    let conv = Op::Conv2d(Conv2dParams::default());
+    expect_err("prepack of another tensor", &["prepack", "input 1 of `conv2d`"], || {
+        x.prepack(&conv, 1, &[x.meta(), w.meta()])
+    });
+    expect_err("prepack past the inputs", &["prepack", "input 5"], || w.prepack(&conv, 5, &[x.meta(), w.meta()]));
+    let w2 = f32t(&[4, 2, 3, 3]);
+    expect_err("prepack with a bad shape", &["conv2d"], || w2.prepack(&conv, 1, &[x.meta(), w2.meta()]));
+    let Some((op, packed)) = w.prepack(&conv, 1, &[x.meta(), w.meta()])? else {
+        println!("skipped the packed-op checks: this CPU runs no direct convolution kernels");
+        return Ok(());
+    };
+    let short = f32t(&[packed.dims()[0] - 1]);
+    expect_err("prepacked op with a short buffer", &["conv2d (prepacked)", "packed weights"], || {
+        Tensor::apply(op.clone(), &[&x, &short])
+    });
+    expect_err("prepacked op with f64 packed weights", &["prepacked", "expected f32, got f64"], || {
+        Tensor::apply(op.clone(), &[&x, &packed.to_dtype(DType::F64)?])
+    });
+    expect_err("prepacked op of the wrong input", &["prepacked"], || {
+        let Op::Prepacked { op: inner, logical, .. } = op.clone() else { unreachable!() };
+        Tensor::apply(Op::Prepacked { op: inner, input: 7, logical }, &[&x, &packed])
+    });
+    let matmul = Op::Prepacked { op: Box::new(Op::Matmul), input: 1, logical: f32t(&[2, 2]).meta() };
+    expect_err("prepacked matmul with a short buffer", &["matmul (prepacked)", "3 packed elements"], || {
+        Tensor::apply(matmul.clone(), &[&f32t(&[2, 2]), &f32t(&[3])])
+    });
+    let softmax = Op::Prepacked { op: Box::new(Op::Softmax { dim: 0 }), input: 0, logical: f32t(&[4]).meta() };
+    expect_err("prepacked op the backend never packs", &["packs no input of `softmax`"], || {
+        Tensor::apply(softmax.clone(), &[&f32t(&[4])])
+    });
+    assert!(serde_json::to_string(&op).is_err(), "a prepacked op was serialized");
+    Ok(())
+}

@@ -54,7 +54,7 @@ pub(crate) fn vjp(op: &Op, inputs: &[Tensor], outputs: &[Option<Tensor>], grads:
     let Some(g) = grads[0].as_ref() else { return Ok(vec![None; inputs.len()]) };
     match op {
         Op::Unary(u) => elementwise::unary(*u, &c, g),
-        Op::UnaryBackward(_) | Op::Conv2dWeightGrad { .. } | Op::Fused { .. } => {
+        Op::UnaryBackward(_) | Op::Conv2dWeightGrad { .. } | Op::Fused { .. } | Op::Prepacked { .. } => {
             Err(Error::from(ErrorKind::Autograd {
                 msg: format!(
                 "`{}` has no derivative; a backward pass recorded with create_graph uses differentiable ops instead",

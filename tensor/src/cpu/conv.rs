@@ -169,7 +169,7 @@ fn direct_f32(
     }
     #[cfg(target_arch = "x86_64")]
     {
-        conv_direct::conv2d(x, w, bias, g, n, epilogue)
+        conv_direct::conv2d(x, conv_direct::Weights::Plain(w), bias, g, n, epilogue)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -503,6 +503,76 @@ pub(crate) fn conv2d_fused(
     };
     let (xv, wv) = (contiguous(xv, x.1), contiguous(wv, w.1));
     direct_f32(&xv, &wv, b.as_deref(), g, x.1.dims()[0], Some(epilogue)).map(CpuStorage::F32)
+}
+
+/// `w` (the weight of convolution `p` from inputs of shape `x` to `out`)
+/// in the direct kernels' layout, if they take this convolution on this CPU:
+/// what [`conv2d_prepacked`] reads, so an executor reorders it once instead
+/// of once per run. `None` otherwise (im2col + gemm packs inside the gemm
+/// crate, which takes no packed operands).
+pub(crate) fn prepack_conv2d(
+    x: &Shape,
+    w: (&CpuStorage, &Layout),
+    p: &Conv2dParams,
+    out: &Shape,
+) -> Option<CpuStorage> {
+    let CpuStorage::F32(wv) = w.0 else { return None };
+    let g = Geom::new(&Layout::contiguous(x.clone()), w.1, out, p.groups, p.stride, p.padding, p.dilation);
+    if !direct_applies(&g) {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        Some(CpuStorage::F32(conv_direct::pack(&contiguous(wv, w.1), &g)))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = wv;
+        None
+    }
+}
+
+/// [`conv2d`] (then `epilogue`) from a weight [`prepack_conv2d`] packed;
+/// `w_shape` is the weight's own shape.
+pub(crate) fn conv2d_prepacked(
+    x: (&CpuStorage, &Layout),
+    packed: &CpuStorage,
+    w_shape: &Shape,
+    bias: Option<(&CpuStorage, &Layout)>,
+    p: &Conv2dParams,
+    out: &Shape,
+    epilogue: Option<Epilogue<'_>>,
+) -> Result<CpuStorage> {
+    let op = "conv2d (prepacked)";
+    let g = Geom::new(x.1, &Layout::contiguous(w_shape.clone()), out, p.groups, p.stride, p.padding, p.dilation);
+    let (CpuStorage::F32(xv), CpuStorage::F32(wt)) = (x.0, packed) else {
+        let got = if matches!(x.0, CpuStorage::F32(_)) { packed.dtype() } else { x.0.dtype() };
+        return Err(Error::from(ErrorKind::DTypeMismatch { op, expected: crate::DType::F32, got }));
+    };
+    #[cfg(target_arch = "x86_64")]
+    if direct_applies(&g) && wt.len() == conv_direct::packed_len(&g) {
+        let b = match bias {
+            Some((CpuStorage::F32(bv), lb)) => Some(contiguous(bv, lb)),
+            Some((other, _)) => {
+                return Err(Error::from(ErrorKind::DTypeMismatch {
+                    op,
+                    expected: crate::DType::F32,
+                    got: other.dtype(),
+                }))
+            }
+            None => None,
+        };
+        let wt = conv_direct::Weights::Packed(wt);
+        let y = conv_direct::conv2d(&contiguous(xv, x.1), wt, b.as_deref(), g, x.1.dims()[0], epilogue);
+        if let Some(y) = y {
+            return Ok(CpuStorage::F32(y));
+        }
+    }
+    let _ = (xv, wt, bias, epilogue);
+    Err(Error::invalid(
+        op,
+        format!("the packed weights ({} floats) are not this CPU's layout for weight {:?}", wt.len(), w_shape.dims()),
+    ))
 }
 
 pub(crate) fn conv_transpose2d(

@@ -42,6 +42,19 @@ fn cpu(s: &dyn BackendStorage) -> Result<&CpuStorage> {
     })
 }
 
+/// The op a fused op runs first, or `op` itself.
+fn fused_head(op: &Op) -> &Op {
+    match op {
+        Op::Fused { head, .. } => head,
+        _ => op,
+    }
+}
+
+/// The error for a prepacked op this backend never packs.
+fn not_packed(op: &Op) -> Error {
+    Error::invalid("prepacked", format!("the CPU backend packs no input of `{}`", op.name()))
+}
+
 impl Backend for CpuBackend {
     fn location(&self) -> DeviceLocation {
         DeviceLocation::Cpu
@@ -118,6 +131,36 @@ impl Backend for CpuBackend {
                 elementwise::epilogue(buf, ops)?;
                 Ok(out)
             }
+            Op::Prepacked { op: inner, input: 1, logical } => match fused_head(inner) {
+                Op::Conv2d(p) => {
+                    let epilogue = match &**inner {
+                        Op::Fused { epilogue, .. } => Some(elementwise::Epilogue::new(epilogue)?),
+                        _ => None,
+                    };
+                    let bias = if inputs.len() > 2 { Some((s(2)?, l(2))) } else { None };
+                    one(conv::conv2d_prepacked((s(0)?, l(0)), s(1)?, &logical.shape, bias, p, out, epilogue)?)
+                }
+                // A row-major copy of the weight: the op as it is, reading
+                // the copy with the weight's shape.
+                Op::Matmul => {
+                    if inputs[1].storage.len() != logical.shape.numel() {
+                        return Err(Error::invalid(
+                            "matmul (prepacked)",
+                            format!(
+                                "{} packed elements for a {:?} weight",
+                                inputs[1].storage.len(),
+                                logical.shape.dims()
+                            ),
+                        ));
+                    }
+                    let rows = Layout::contiguous(logical.shape.clone());
+                    let mut unpacked: smallvec::SmallVec<[OpInput<'_>; 3]> = inputs.iter().copied().collect();
+                    unpacked[1] = OpInput { storage: inputs[1].storage, layout: &rows };
+                    self.execute(inner, &unpacked, outputs)
+                }
+                _ => Err(not_packed(inner)),
+            },
+            Op::Prepacked { op: inner, .. } => Err(not_packed(inner)),
             Op::Reshape { .. } | Op::Permute { .. } | Op::Expand { .. } | Op::Slice { .. } | Op::ToDevice(_) => {
                 Err(Error::invalid(op.name(), "view and transfer ops are not executed by backends"))
             }
@@ -140,6 +183,21 @@ impl Backend for CpuBackend {
             _ => return Ok(self.execute(op, inputs, std::slice::from_ref(output))?.swap_remove(0)),
         };
         Ok(Storage::cpu(r))
+    }
+
+    fn prepack(&self, op: &Op, input: usize, inputs: &[TensorMeta], data: OpInput<'_>) -> Result<Option<Storage>> {
+        // Alone or heading a fused op: convolution weights for the direct
+        // kernels, transposed linear weights for the gemm crate.
+        if input != 1 || !matches!(fused_head(op), Op::Conv2d(_) | Op::Matmul) {
+            return Ok(None);
+        }
+        let out = op.infer(inputs)?;
+        let w = (cpu(data.storage)?, data.layout);
+        let packed = match fused_head(op) {
+            Op::Conv2d(p) => conv::prepack_conv2d(&inputs[0].shape, w, p, &out[0].shape),
+            _ => matmul::prepack_rhs(&inputs[0].shape, w, &out[0].shape),
+        };
+        Ok(packed.map(Storage::cpu))
     }
 
     fn copy_from_host(&self, data: CpuStorage) -> Result<Storage> {

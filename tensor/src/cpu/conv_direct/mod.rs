@@ -110,14 +110,24 @@ pub(crate) fn available() -> bool {
     Isa::detect().is_some()
 }
 
-/// `n` images `x` (NCHW) convolved with `w` (`[o, c, kh, kw]`), plus `bias`,
-/// then `epilogue` applied to each image's output while it is in cache (a
-/// separate pass over a batch's output ran from memory: 6% of the seed
-/// model's batch-64 static run). `None` when this CPU has neither AVX-512
-/// nor AVX2 + FMA (the caller falls back to im2col + gemm).
+/// A convolution's weights as the caller has them.
+#[derive(Clone, Copy)]
+pub(crate) enum Weights<'a> {
+    /// `[o, c, kh, kw]`, reordered for the kernels on every call.
+    Plain(&'a [f32]),
+    /// Already in the kernels' layout ([`pack`]), [`packed_len`] long
+    /// (checked: panics otherwise).
+    Packed(&'a [f32]),
+}
+
+/// `n` images `x` (NCHW) convolved with `w`, plus `bias`, then `epilogue`
+/// applied to each image's output while it is in cache (a separate pass over
+/// a batch's output ran from memory: 6% of the seed model's batch-64 static
+/// run). `None` when this CPU has neither AVX-512 nor AVX2 + FMA (the caller
+/// falls back to im2col + gemm).
 pub(crate) fn conv2d(
     x: &[f32],
-    w: &[f32],
+    w: Weights<'_>,
     bias: Option<&[f32]>,
     d: Geom,
     n: usize,
@@ -126,28 +136,58 @@ pub(crate) fn conv2d(
     Some(conv2d_with(Isa::detect()?, x, w, bias, d, n, epilogue))
 }
 
+/// Output channels padded to whole [`OB`] blocks.
+fn padded_channels(d: &Geom) -> usize {
+    d.o.div_ceil(OB) * OB
+}
+
+/// Length of `d`'s weights in the kernels' layout ([`pack`]).
+pub(crate) fn packed_len(d: &Geom) -> usize {
+    d.c * d.kh * d.kw * padded_channels(d)
+}
+
+/// `w` (`[o, c, kh, kw]`) in the layout the kernels read, `[c, kh, kw,
+/// o_padded]`: the 8 channels of a tile are adjacent. What an executor keeps
+/// for a weight it runs many times ([`Weights::Packed`]).
+pub(crate) fn pack(w: &[f32], d: &Geom) -> Vec<f32> {
+    let mut wt = vec![0f32; packed_len(d)];
+    pack_into(w, d, &mut wt);
+    wt
+}
+
+/// [`pack`] into `wt`, which is [`packed_len`] long and zero.
+fn pack_into(w: &[f32], d: &Geom, wt: &mut [f32]) {
+    let (op, taps) = (padded_channels(d), d.c * d.kh * d.kw);
+    for oc in 0..d.o {
+        for t in 0..taps {
+            wt[t * op + oc] = w[oc * taps + t];
+        }
+    }
+}
+
 /// [`conv2d`] with the given tiles, which the CPU must support (checked:
 /// panics otherwise, as running them would be undefined behaviour).
 pub(crate) fn conv2d_with(
     isa: Isa,
     x: &[f32],
-    w: &[f32],
+    w: Weights<'_>,
     bias: Option<&[f32]>,
     d: Geom,
     n: usize,
     epilogue: Option<Epilogue<'_>>,
 ) -> Vec<f32> {
     assert!(isa.supported(), "{isa:?} convolution tiles on a CPU without them");
-    let (o, l) = (d.o, d.oh * d.ow);
-    // Weights as [c, kh, kw, o_padded]: the 8 channels of a tile are adjacent.
-    let op = o.div_ceil(OB) * OB;
-    let taps = d.c * d.kh * d.kw;
-    let mut wt = crate::cpu::arena::filled(taps * op, 0f32);
-    for oc in 0..o {
-        for t in 0..taps {
-            wt[t * op + oc] = w[oc * taps + t];
+    let mut reordered = Vec::new();
+    let wt = match w {
+        Weights::Packed(wt) => wt,
+        Weights::Plain(w) => {
+            reordered = crate::cpu::arena::filled(packed_len(&d), 0f32);
+            pack_into(w, &d, &mut reordered);
+            &reordered[..]
         }
-    }
+    };
+    assert_eq!(wt.len(), packed_len(&d), "packed convolution weights of another geometry");
+    let (o, l, op) = (d.o, d.oh * d.ow, padded_channels(&d));
     // Left uninitialized: the kernels write every element exactly once, and
     // zeroing first would be a serial pass over the whole output.
     let mut out = crate::cpu::arena::with_capacity(n * o * l);
@@ -158,7 +198,7 @@ pub(crate) fn conv2d_with(
     let par = n > 1 && num_threads() > 1;
     team::chunks_mut(par, spare, o * l, |i, dst| {
         let img = &x[i * d.c * d.h * d.w..][..d.c * d.h * d.w];
-        Buffers::with(|buf| image(isa, img, &wt, op, bias, d, buf, dst));
+        Buffers::with(|buf| image(isa, img, wt, op, bias, d, buf, dst));
         if let Some(epilogue) = epilogue {
             // SAFETY: `image` wrote all of `dst` (see below), and
             // MaybeUninit<f32> has f32's layout.
@@ -170,7 +210,7 @@ pub(crate) fn conv2d_with(
     // the channel tiles' pixel runs sum to each row's width and
     // `transpose_out` stores all `l` pixels of every 16-channel block.
     unsafe { out.set_len(n * o * l) };
-    crate::cpu::arena::recycle(&mut wt);
+    crate::cpu::arena::recycle(&mut reordered);
     out
 }
 
@@ -386,7 +426,7 @@ struct Tile<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::{conv2d_with, Isa};
+    use super::{conv2d_with, Isa, Weights};
     use crate::cpu::conv::{conv2d_typed, Geom};
 
     /// Every tile set this CPU runs (not only the best one, so an AVX-512
@@ -426,7 +466,7 @@ mod tests {
                 let g =
                     Geom { c, h, w, o, oh, ow, kh, kw, groups: 1, stride: [1, 1], pad: [pad, pad], dil: [dil, dil] };
                 let (x, wt, b) = (rand(n * c * h * w), rand(o * c * kh * kw), rand(o));
-                let got = conv2d_with(isa, &x, &wt, Some(&b), g, n, None);
+                let got = conv2d_with(isa, &x, Weights::Plain(&wt), Some(&b), g, n, None);
                 let f64s = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<_>>();
                 let want = conv2d_typed(&f64s(&x), &f64s(&wt), Some(&f64s(&b)), g, n);
                 assert_eq!(got.len(), want.len());

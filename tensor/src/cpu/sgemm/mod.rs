@@ -77,6 +77,21 @@ unsafe impl Send for Product {}
 // SAFETY: as above.
 unsafe impl Sync for Product {}
 
+/// Whether a product of these sizes, with operands of these `(row, column)`
+/// strides, runs as dot products ([`dots::applies`]) on `threads` threads.
+pub(crate) fn runs_as_dots(a: (usize, usize), b: (usize, usize), mnk: (usize, usize, usize), threads: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let m = |(rs, cs)| MatRef { ptr: std::ptr::null::<f32>(), rs, cs };
+        dots::applies(m(a), m(b), mnk, threads)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (a, b, mnk, threads);
+        false
+    }
+}
+
 /// `c (m x n) = a (m x k) @ b (k x n)`, or `c += a @ b` with `accumulate`,
 /// every matrix with arbitrary strides, if these kernels serve it: the dot
 /// products take it ([`dots::applies`]), or they are [`available`] and the product, as [`with_unit_column_stride`] turns it,
