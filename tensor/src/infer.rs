@@ -150,14 +150,44 @@ fn infer_unchecked(op: &Op, inputs: &[MetaRef<'_>]) -> Result<Metas> {
             if epilogue.len() > 64 {
                 return Err(Error::invalid(name, format!("{} epilogue ops (at most 64)", epilogue.len())));
             }
-            let mut outs = infer(head, inputs)?;
+            let n = op.epilogue_operands();
+            let Some(split) = inputs.len().checked_sub(n) else {
+                return Err(Error::invalid(
+                    name,
+                    format!(
+                        "{n} binary epilogue ops need {n} operands after the head's inputs, got {} inputs",
+                        inputs.len()
+                    ),
+                ));
+            };
+            let (head_inputs, mut operands) = (&inputs[..split], inputs[split..].iter());
+            let mut outs = infer(head, head_inputs)?;
             for e in epilogue {
-                if !matches!(e, Op::Unary(_) | Op::BinaryScalar { .. } | Op::Clamp { .. }) {
+                if !crate::op::is_epilogue_op(e) {
                     return Err(Error::invalid(name, format!("`{}` cannot run as an epilogue", e.name())));
                 }
                 let m = outs[0].clone();
                 float_only(name, &MetaRef::from(&m))?;
-                outs = infer(e, &[MetaRef::from(&m)])?;
+                outs = match (e, operands.next()) {
+                    (Op::Binary(_), Some(y)) => {
+                        let o = infer(e, &[MetaRef::from(&m), *y])?;
+                        if o[0] != m {
+                            return Err(Error::from(ErrorKind::ShapeMismatch {
+                                op: name,
+                                shapes: vec![m.shape.clone(), y.shape.to_owned()],
+                                msg: format!(
+                                    "an epilogue operand must broadcast to the output {} {:?}, got {} {:?}",
+                                    m.dtype,
+                                    m.shape.dims(),
+                                    y.dtype,
+                                    y.shape.dims()
+                                ),
+                            }));
+                        }
+                        o
+                    }
+                    _ => infer(e, &[MetaRef::from(&m)])?,
+                };
             }
             Ok(outs)
         }

@@ -372,10 +372,14 @@ pub enum Op {
     /// A row-major copy (identity on values).
     Contiguous,
     /// `head` followed by element-wise `epilogue` ops (unary, tensor-scalar,
-    /// clamp) applied to its fresh output in place, in cache-sized chunks:
-    /// one pass over memory instead of one per op and no intermediate
-    /// buffers. The jit's fusion pass builds these (conv + bias + ReLU, chains
-    /// of activations); it has no derivative of its own.
+    /// clamp, binary) applied to its fresh output in place, in cache-sized
+    /// chunks: one pass over memory instead of one per op and no
+    /// intermediate buffers. The op's inputs are the head's, then one
+    /// operand per binary epilogue op, in order: `Binary(b)` computes
+    /// `acc b operand`, the operand broadcast to the output's shape and of
+    /// its dtype. The jit's fusion pass builds these (linear + bias + ReLU,
+    /// a residual add after a convolution, chains of activations); it has no
+    /// derivative of its own.
     Fused {
         head: Box<Op>,
         epilogue: Vec<Op>,
@@ -480,6 +484,16 @@ impl Op {
         matches!(self, Op::Reshape { .. } | Op::Permute { .. } | Op::Expand { .. } | Op::Slice { .. })
     }
 
+    /// How many of the op's inputs are tensor operands of its epilogue
+    /// (its binary epilogue ops' right-hand sides, the last inputs); 0 for
+    /// ops other than [`Op::Fused`].
+    pub fn epilogue_operands(&self) -> usize {
+        match self {
+            Op::Fused { epilogue, .. } => epilogue.iter().filter(|o| matches!(o, Op::Binary(_))).count(),
+            _ => 0,
+        }
+    }
+
     /// Number of outputs the op produces.
     pub fn num_outputs(&self) -> usize {
         match self {
@@ -498,4 +512,10 @@ impl Op {
     pub fn infer_refs(&self, inputs: &[MetaRef<'_>]) -> Result<Metas> {
         crate::infer::infer(self, inputs)
     }
+}
+
+/// True for the ops an [`Op::Fused`] epilogue can run: unary, tensor-scalar,
+/// clamp and binary ops.
+pub fn is_epilogue_op(op: &Op) -> bool {
+    matches!(op, Op::Unary(_) | Op::BinaryScalar { .. } | Op::Clamp { .. } | Op::Binary(_))
 }

@@ -530,6 +530,49 @@ fn fused_epilogues_equal_the_ops_one_by_one() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn binary_epilogues_read_their_operands_like_the_ops_one_by_one() -> Result<()> {
+    use oar_tensor::op::{BinaryOp, Op, UnaryOp};
+    let fused = |head: Op, epilogue: Vec<Op>, inputs: &[&Tensor]| -> Result<Tensor> {
+        Ok(Tensor::apply(Op::Fused { head: Box::new(head), epilogue }, inputs)?.remove(0))
+    };
+    let (add, mul, sub) = (Op::Binary(BinaryOp::Add), Op::Binary(BinaryOp::Mul), Op::Binary(BinaryOp::Sub));
+    let relu = Op::Unary(UnaryOp::Relu);
+    // A linear layer: product, bias row, ReLU. 300 x 77 outputs cross the
+    // 4096-element chunks mid-row and split across threads.
+    for (m, k, n) in [(1, 16, 10), (5, 32, 64), (300, 40, 77)] {
+        let x = Tensor::randn([m, k], DType::F32, &cpu())?;
+        let w = Tensor::randn([n, k], DType::F32, &cpu())?;
+        let b = Tensor::randn([n], DType::F32, &cpu())?;
+        let got = fused(Op::Matmul, vec![add.clone(), relu.clone()], &[&x, &w.t()?, &b])?;
+        assert_eq!(f32s(&got), f32s(&x.matmul(&w.t()?)?.add(&b)?.relu()?), "[{m}, {k}] x [{k}, {n}]");
+    }
+    // A residual add and a per-channel scale after a convolution, whose direct
+    // kernels run the epilogue per image: operand offsets follow the image.
+    let x = Tensor::randn([3, 4, 9, 9], DType::F32, &cpu())?;
+    let w = Tensor::randn([4, 4, 3, 3], DType::F32, &cpu())?;
+    let scale = Tensor::randn([4, 1, 1], DType::F32, &cpu())?;
+    let p = Conv2dParams { padding: [1, 1], ..Default::default() };
+    let got = fused(Op::Conv2d(p), vec![add.clone(), mul.clone(), relu.clone()], &[&x, &w, &x, &scale])?;
+    let want = x.conv2d(&w, None, &p)?.add(&x)?.mul(&scale)?.relu()?;
+    assert_eq!(f32s(&got), f32s(&want));
+    // Operands read through strided views (a transpose, an expanded row) and
+    // a 0-d one; the operand stays on the right of a subtraction.
+    let a = Tensor::randn([6, 5], DType::F32, &cpu())?;
+    let t = Tensor::randn([5, 6], DType::F32, &cpu())?.t()?;
+    let r = Tensor::randn([1, 5], DType::F32, &cpu())?.expand([6, 5])?;
+    let s0 = Tensor::from_vec(vec![0.25f32], [], &cpu())?;
+    let got = fused(Op::Unary(UnaryOp::Tanh), vec![sub.clone(), mul.clone(), add.clone()], &[&a, &t, &r, &s0])?;
+    assert_eq!(f32s(&got), f32s(&a.tanh()?.sub(&t)?.mul(&r)?.add(&s0)?));
+    // f16 computes in f32 and rounds after each op, as the unfused ops do.
+    let h = Tensor::randn([8, 33], DType::F32, &cpu())?.to_dtype(DType::F16)?;
+    let hb = Tensor::randn([33], DType::F32, &cpu())?.to_dtype(DType::F16)?;
+    let got = fused(Op::Unary(UnaryOp::Exp), vec![add.clone(), Op::Binary(BinaryOp::Div)], &[&h, &hb, &h])?;
+    let want = h.exp()?.add(&hb)?.div(&h)?;
+    assert_eq!(f32s(&got.to_dtype(DType::F32)?), f32s(&want.to_dtype(DType::F32)?));
+    Ok(())
+}
+
 /// A weight packed once ([`Tensor::prepack`]) gives the same bits as the
 /// convolution that reorders it on every call: alone and heading a fused op,
 /// with and without bias, for pixel tiles (any channel count) and channel

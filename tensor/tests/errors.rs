@@ -877,3 +877,26 @@ fn prepack_errors_name_the_op() -> Result<()> {
     assert!(serde_json::to_string(&op).is_err(), "a prepacked op was serialized");
     Ok(())
 }
+
+#[test]
+fn fused_binary_epilogue_errors() {
+    use oar_tensor::op::BinaryOp;
+    let fused = |epilogue: Vec<Op>| Op::Fused { head: Box::new(Op::Matmul), epilogue };
+    let add = Op::Binary(BinaryOp::Add);
+    let (x, w) = (f32t(&[2, 3]), f32t(&[3, 4]));
+    // An epilogue operand missing: the head then lacks its own inputs.
+    expect_err("missing operand", &["matmul"], || Tensor::apply(fused(vec![add.clone()]), &[&x]));
+    expect_err("missing operands", &["fused", "2 operands"], || {
+        Tensor::apply(fused(vec![add.clone(), add.clone()]), &[&x])
+    });
+    // An operand that would widen the output, or of another dtype.
+    expect_err("wider operand", &["fused", "[2, 4]", "[3, 2, 4]"], || {
+        Tensor::apply(fused(vec![add.clone()]), &[&x, &w, &f32t(&[3, 2, 4])])
+    });
+    expect_err("operand shape", &["add", "[2, 4]", "[3]"], || {
+        Tensor::apply(fused(vec![add.clone()]), &[&x, &w, &f32t(&[3])])
+    });
+    expect_err("operand dtype", &["add", "f64"], || {
+        Tensor::apply(fused(vec![add.clone()]), &[&x, &w, &t(&[4], DType::F64)])
+    });
+}

@@ -798,6 +798,29 @@ fn random_call(r: &mut Rng) -> (usize, String, Call) {
                 touch_all(&[x.zeros_like()?, x.ones_like()?, x.full_like(2.0)?])
             })
         }
+        37 => {
+            // A fused op with binary epilogue ops: random heads, operands
+            // (often of the wrong shape, dtype or number) and op lists.
+            use oar_tensor::op::{BinaryOp, Op};
+            let inputs: Vec<Tensor> = (0..1 + r.below(4)).map(|_| t!()).collect();
+            let head = match r.below(3) {
+                0 => Op::Unary(UnaryOp::Exp),
+                1 => Op::Binary(BinaryOp::Mul),
+                _ => Op::Matmul,
+            };
+            let epilogue: Vec<Op> = (0..r.below(4))
+                .map(|_| match r.below(3) {
+                    0 => Op::Unary(UnaryOp::Relu),
+                    1 => Op::Binary(BinaryOp::Sub),
+                    _ => Op::Binary(BinaryOp::Add),
+                })
+                .collect();
+            let _ = write!(d, "fused({}, {:?})", head.name(), epilogue.iter().map(|o| o.name()).collect::<Vec<_>>());
+            Box::new(move || {
+                let refs: Vec<&Tensor> = inputs.iter().collect();
+                touch_all(&Tensor::apply(Op::Fused { head: Box::new(head), epilogue }, &refs)?)
+            })
+        }
         _ => {
             // A chain of random views, then an element-wise op on the result.
             let mut x = t!();
@@ -899,7 +922,7 @@ fn run(seed: u64, iters: usize) -> Vec<String> {
 #[test]
 fn random_calls_never_panic() {
     let seed = env_or("NO_PANIC_SEED", 0x5EED_0A12);
-    let iters = env_or("NO_PANIC_ITERS", 5000) as usize;
+    let iters = env_or("NO_PANIC_ITERS", 50_000) as usize;
     let panics = run(seed, iters);
     if !panics.is_empty() {
         let shown: Vec<&String> = panics.iter().take(40).collect();

@@ -260,36 +260,107 @@ fn clamp_with<T: WithDType, A: Apply<T>>(a: A, lo: Option<f64>, hi: Option<f64>)
     })
 }
 
-/// Runs the element-wise `ops` of a fused op over a float buffer in place,
-/// chunk by chunk (a chunk stays in L1 through the whole chain).
-/// Element-wise ops that passed [`Epilogue::new`]'s check.
+/// The tensor operand of a binary epilogue op, as the epilogue reads it:
+/// output element `i` meets `data[start + i % period]`. A same-shape
+/// operand has the output's length as its period; a bias row broadcast over
+/// the leading dims has the row's length.
 #[derive(Clone, Copy)]
-pub(crate) struct Epilogue<'a>(&'a [Op]);
+pub(crate) struct Operand<'a> {
+    data: &'a CpuStorage,
+    start: usize,
+    period: usize,
+}
+
+impl<'a> Operand<'a> {
+    /// `x` read as the operand of an output of shape `out`, when its layout
+    /// is a contiguous block repeated along leading dims (a same-shape
+    /// tensor, a bias row); `None` otherwise (see [`materialize_operand`]).
+    pub(crate) fn view(x: &'a CpuStorage, l: &Layout, out: &crate::Shape) -> Option<Self> {
+        let range = l.contiguous_range()?;
+        let dims = l.dims();
+        let lead = dims.iter().take_while(|&&d| d == 1).count();
+        let trailing = &dims[lead..];
+        let fits = trailing.len() <= out.rank() && out.dims()[out.rank() - trailing.len()..] == *trailing;
+        // An empty block belongs to an empty output, which reads nothing.
+        fits.then_some(Operand { data: x, start: range.start, period: range.len().max(1) })
+    }
+}
+
+/// `x` broadcast to `out` as a fresh contiguous buffer, for operands
+/// [`Operand::view`] cannot read in place (a per-channel `[c, 1, 1]` scale,
+/// a transposed view).
+pub(crate) fn materialize_operand(x: &CpuStorage, l: &Layout, out: &crate::Shape) -> Result<CpuStorage> {
+    Ok(cast(x, &l.broadcast_to(out, "fused")?, x.dtype()))
+}
+
+/// Element-wise ops that passed [`Epilogue::new`]'s check, with the tensor
+/// operands of its binary ops, one per binary op, in order.
+#[derive(Clone, Copy)]
+pub(crate) struct Epilogue<'a> {
+    ops: &'a [Op],
+    operands: &'a [Operand<'a>],
+}
 
 impl<'a> Epilogue<'a> {
-    /// `ops`, if each is an op an epilogue can run (unary, scalar binary, clamp).
-    pub(crate) fn new(ops: &'a [Op]) -> Result<Self> {
-        if let Some(bad) = ops.iter().find(|o| !matches!(o, Op::Unary(_) | Op::BinaryScalar { .. } | Op::Clamp { .. }))
-        {
+    /// `ops`, if each is an op an epilogue can run (unary, scalar binary,
+    /// clamp, binary with the next of `operands` on its right), on an output
+    /// of dtype `dtype`.
+    pub(crate) fn new(ops: &'a [Op], operands: &'a [Operand<'a>], dtype: DType) -> Result<Self> {
+        if let Some(bad) = ops.iter().find(|o| !crate::op::is_epilogue_op(o)) {
             return Err(Error::invalid("fused", format!("`{}` cannot run as an epilogue", bad.name())));
         }
-        Ok(Epilogue(ops))
+        let binary = ops.iter().filter(|o| matches!(o, Op::Binary(_))).count();
+        if binary != operands.len() {
+            return Err(Error::invalid(
+                "fused",
+                format!("{binary} binary epilogue ops take as many operands, got {}", operands.len()),
+            ));
+        }
+        if let Some(o) = operands.iter().find(|o| o.data.dtype() != dtype) {
+            return Err(Error::from(ErrorKind::DTypeMismatch { op: "fused", expected: dtype, got: o.data.dtype() }));
+        }
+        Ok(Epilogue { ops, operands })
     }
 
-    /// Applies the ops to `v` in place, on this thread, in cache-sized chunks.
-    pub(crate) fn apply<T: FloatDType>(self, v: &mut [T]) {
-        v.chunks_mut(EPILOGUE_CHUNK).for_each(|c| self.chunk(c));
+    /// Applies the ops in place, on this thread, in cache-sized chunks, to
+    /// `v`: the output elements from flat index `start` on.
+    pub(crate) fn apply<T: FloatDType>(self, v: &mut [T], start: usize) {
+        for (k, c) in v.chunks_mut(EPILOGUE_CHUNK).enumerate() {
+            self.chunk(c, start + k * EPILOGUE_CHUNK);
+        }
     }
 
-    fn chunk<T: FloatDType>(self, chunk: &mut [T]) {
-        for op in self.0 {
+    /// The ops over `chunk`, output elements `at..at + chunk.len()`.
+    fn chunk<T: FloatDType>(self, chunk: &mut [T], at: usize) {
+        let mut operands = self.operands.iter();
+        for op in self.ops {
             match op {
                 Op::Unary(u) => unary_float(*u, InPlace(&mut *chunk)),
                 Op::BinaryScalar { op, scalar } => binary_scalar_float(*op, *scalar, InPlace(&mut *chunk)),
                 Op::Clamp { min, max } => clamp_with(InPlace(&mut *chunk), *min, *max),
+                Op::Binary(b) => {
+                    let o = operands.next().expect("checked by Epilogue::new");
+                    let data = T::storage_slice(o.data).expect("checked by Epilogue::new");
+                    // Segments that do not cross the end of the operand's period.
+                    let mut done = 0;
+                    while done < chunk.len() {
+                        let p = (at + done) % o.period;
+                        let n = (o.period - p).min(chunk.len() - done);
+                        binary_float(*b, ZipInPlace(&mut chunk[done..done + n], &data[o.start + p..o.start + p + n]));
+                        done += n;
+                    }
+                }
                 _ => unreachable!("checked by Epilogue::new"),
             }
         }
+    }
+}
+
+/// `acc[i] = f(acc[i], y[i])`; a function of its own for the reason `fill1` is.
+#[inline(always)]
+fn zip_in_place<T: Copy, F: Fn(T, T) -> T>(acc: &mut [T], y: &[T], f: &F) {
+    for (p, &q) in acc.iter_mut().zip(y) {
+        *p = f(*p, q);
     }
 }
 
@@ -299,9 +370,9 @@ const EPILOGUE_CHUNK: usize = 4096;
 pub(crate) fn epilogue(s: &mut CpuStorage, ops: Epilogue<'_>) -> Result<()> {
     fn go<T: FloatDType>(v: &mut [T], ops: Epilogue<'_>) {
         if worth_parallel(v.len()) {
-            super::team::chunks_mut(true, v, EPILOGUE_CHUNK, |_, c| ops.chunk(c));
+            super::team::chunks_mut(true, v, EPILOGUE_CHUNK, |i, c| ops.chunk(c, i * EPILOGUE_CHUNK));
         } else {
-            ops.apply(v);
+            ops.apply(v, 0);
         }
     }
     match s {
@@ -324,10 +395,36 @@ pub(crate) fn clamp(s: &CpuStorage, l: &Layout, lo: Option<f64>, hi: Option<f64>
     Ok(map_storage!(s, v => clamp_vec(v, l, lo, hi)))
 }
 
-fn binary_float<T: FloatDType>(op: BinaryOp, a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Vec<T> {
+/// Where a binary kernel's function goes: a fresh vector from two strided
+/// inputs, or into the left operand in place (a binary epilogue op).
+trait Apply2<T> {
+    type Out;
+    fn apply2<F: Fn(T, T) -> T + Sync + Send>(self, f: F) -> Self::Out;
+}
+
+struct Fresh2<'a, T>(&'a [T], &'a Layout, &'a [T], &'a Layout);
+
+impl<T: Copy + Send + Sync + Default> Apply2<T> for Fresh2<'_, T> {
+    type Out = Vec<T>;
+    fn apply2<F: Fn(T, T) -> T + Sync + Send>(self, f: F) -> Vec<T> {
+        map2(self.0, self.1, self.2, self.3, f)
+    }
+}
+
+/// `acc[i] = f(acc[i], y[i])` over two contiguous slices of one length.
+struct ZipInPlace<'a, T>(&'a mut [T], &'a [T]);
+
+impl<T: Copy> Apply2<T> for ZipInPlace<'_, T> {
+    type Out = ();
+    fn apply2<F: Fn(T, T) -> T + Sync + Send>(self, f: F) {
+        vectorized(|| zip_in_place(self.0, self.1, &f))
+    }
+}
+
+fn binary_float<T: FloatDType, A: Apply2<T>>(op: BinaryOp, a: A) -> A::Out {
     macro_rules! m {
         (|$x:ident, $y:ident| $e:expr) => {
-            map2(a, la, b, lb, move |p: T, q: T| {
+            a.apply2(move |p: T, q: T| {
                 let ($x, $y) = (p.to_acc(), q.to_acc());
                 T::from_acc($e)
             })
@@ -386,10 +483,10 @@ macro_rules! binary_int {
 #[inline(always)]
 pub(crate) fn binary(op: BinaryOp, a: &CpuStorage, la: &Layout, b: &CpuStorage, lb: &Layout) -> Result<CpuStorage> {
     Ok(match (a, b) {
-        (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(binary_float(op, a, la, b, lb)),
-        (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64(binary_float(op, a, la, b, lb)),
-        (CpuStorage::F16(a), CpuStorage::F16(b)) => CpuStorage::F16(binary_float(op, a, la, b, lb)),
-        (CpuStorage::BF16(a), CpuStorage::BF16(b)) => CpuStorage::BF16(binary_float(op, a, la, b, lb)),
+        (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(binary_float(op, Fresh2(a, la, b, lb))),
+        (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64(binary_float(op, Fresh2(a, la, b, lb))),
+        (CpuStorage::F16(a), CpuStorage::F16(b)) => CpuStorage::F16(binary_float(op, Fresh2(a, la, b, lb))),
+        (CpuStorage::BF16(a), CpuStorage::BF16(b)) => CpuStorage::BF16(binary_float(op, Fresh2(a, la, b, lb))),
         (CpuStorage::I64(a), CpuStorage::I64(b)) => CpuStorage::I64(binary_int!(op, a, la, b, lb, i64)),
         (CpuStorage::I32(a), CpuStorage::I32(b)) => CpuStorage::I32(binary_int!(op, a, la, b, lb, i32)),
         (CpuStorage::U8(a), CpuStorage::U8(b)) => CpuStorage::U8(binary_int!(op, a, la, b, lb, u8)),

@@ -25,7 +25,7 @@ pub use threads::{num_threads, set_num_threads};
 
 use crate::device::{Backend, BackendStorage, DeviceLocation, OpInput, Storage, Storages};
 use crate::op::{Op, TensorMeta};
-use crate::{Error, ErrorKind, Layout, Result};
+use crate::{Error, ErrorKind, Layout, Result, Shape};
 use std::borrow::Cow;
 
 /// The CPU backend. Stateless; the kernel thread team is process-wide.
@@ -48,6 +48,47 @@ fn fused_head(op: &Op) -> &Op {
         Op::Fused { head, .. } => head,
         _ => op,
     }
+}
+
+/// Where a fused op's inputs split into its head's and its epilogue's
+/// operands.
+fn fused_split(op: &Op, inputs: usize) -> Result<usize> {
+    let n = op.epilogue_operands();
+    inputs.checked_sub(n).ok_or_else(|| {
+        Error::invalid(op.name(), format!("{n} epilogue operands after the head's inputs, got {inputs} inputs"))
+    })
+}
+
+/// The epilogue operands [`elementwise::Operand::view`] cannot read in
+/// place, broadcast to `out` in buffers of their own (`None` for the rest).
+fn epilogue_operands(extra: &[OpInput<'_>], out: &Shape) -> Result<Vec<Option<CpuStorage>>> {
+    extra
+        .iter()
+        .map(|x| {
+            let data = cpu(x.storage)?;
+            match elementwise::Operand::view(data, x.layout, out) {
+                Some(_) => Ok(None),
+                None => elementwise::materialize_operand(data, x.layout, out).map(Some),
+            }
+        })
+        .collect()
+}
+
+/// The epilogue's views of its operands: in place, or of the buffers
+/// [`epilogue_operands`] filled.
+fn operand_views<'a>(
+    extra: &[OpInput<'a>],
+    owned: &'a [Option<CpuStorage>],
+    out: &Shape,
+) -> Vec<elementwise::Operand<'a>> {
+    extra
+        .iter()
+        .zip(owned)
+        .filter_map(|(x, o)| match o {
+            Some(o) => elementwise::Operand::view(o, &Layout::contiguous(out.clone()), out),
+            None => elementwise::Operand::view(cpu(x.storage).ok()?, x.layout, out),
+        })
+        .collect()
 }
 
 /// The error for a prepacked op this backend never packs.
@@ -119,25 +160,33 @@ impl Backend for CpuBackend {
             Op::OneHot { num_classes } => one(index::one_hot((s(0)?, l(0)), *num_classes)?),
             Op::Pad { pads, value } => one(index::pad((s(0)?, l(0)), pads, *value, out)?),
             Op::Fused { head, epilogue } => {
-                let ops = elementwise::Epilogue::new(epilogue)?;
+                let (head_inputs, extra) = inputs.split_at(fused_split(op, inputs.len())?);
+                let owned = epilogue_operands(extra, out)?;
+                let operands = operand_views(extra, &owned, out);
+                let ops = elementwise::Epilogue::new(epilogue, &operands, outputs[0].dtype)?;
                 if let Op::Conv2d(p) = &**head {
-                    let bias = if inputs.len() > 2 { Some((s(2)?, l(2))) } else { None };
+                    let bias = if head_inputs.len() > 2 { Some((s(2)?, l(2))) } else { None };
                     if let Some(y) = conv::conv2d_fused((s(0)?, l(0)), (s(1)?, l(1)), bias, p, &outputs[0].shape, ops) {
                         return one(y);
                     }
                 }
-                let mut out = self.execute(head, inputs, outputs)?;
+                let mut out = self.execute(head, head_inputs, outputs)?;
                 let buf = out[0].cpu_mut().ok_or_else(|| Error::invalid(op.name(), "the head's output is shared"))?;
                 elementwise::epilogue(buf, ops)?;
                 Ok(out)
             }
             Op::Prepacked { op: inner, input: 1, logical } => match fused_head(inner) {
                 Op::Conv2d(p) => {
+                    let (head_inputs, extra) = inputs.split_at(fused_split(inner, inputs.len())?);
+                    let owned = epilogue_operands(extra, out)?;
+                    let operands = operand_views(extra, &owned, out);
                     let epilogue = match &**inner {
-                        Op::Fused { epilogue, .. } => Some(elementwise::Epilogue::new(epilogue)?),
+                        Op::Fused { epilogue, .. } => {
+                            Some(elementwise::Epilogue::new(epilogue, &operands, outputs[0].dtype)?)
+                        }
                         _ => None,
                     };
-                    let bias = if inputs.len() > 2 { Some((s(2)?, l(2))) } else { None };
+                    let bias = if head_inputs.len() > 2 { Some((s(2)?, l(2))) } else { None };
                     one(conv::conv2d_prepacked((s(0)?, l(0)), s(1)?, &logical.shape, bias, p, out, epilogue)?)
                 }
                 // A row-major copy of the weight: the op as it is, reading

@@ -202,7 +202,7 @@ pub(crate) fn conv2d_with(
         if let Some(epilogue) = epilogue {
             // SAFETY: `image` wrote all of `dst` (see below), and
             // MaybeUninit<f32> has f32's layout.
-            epilogue.apply(unsafe { &mut *(dst as *mut [MaybeUninit<f32>] as *mut [f32]) });
+            epilogue.apply(unsafe { &mut *(dst as *mut [MaybeUninit<f32>] as *mut [f32]) }, i * o * l);
         }
     });
     // SAFETY: `image` wrote all `o * l` outputs of every image: the pixel
