@@ -435,6 +435,9 @@ fn infer_unchecked(op: &Op, inputs: &[MetaRef<'_>]) -> Result<Metas> {
             one(Shape::new(&[n, o, out[0], out[1]]), x.dtype)
         }
         Op::MaxPool2d(p) | Op::MaxPool2dValues(p) => {
+            // The values-only form is what `max_pool2d` records outside
+            // autograd: its errors name the function the user called.
+            let name = "max_pool2d";
             arity(op, inputs, 1..=1)?;
             let s = pool_out(name, &inputs[0], p.kernel, p.stride, p.padding, p.dilation, p.ceil_mode)?;
             let values = TensorMeta::new(s.clone(), inputs[0].dtype);
