@@ -5,7 +5,8 @@ mod common;
 
 use common::{randn, rel_diff};
 use oar_jit::passes::{
-    eliminate_common_subexpressions, eliminate_dead_code, fold_constants, fuse_epilogues, simplify, Pass,
+    eliminate_common_subexpressions, eliminate_dead_code, fold_affine_into_linear, fold_constants, fuse_epilogues,
+    simplify, Pass,
 };
 use oar_jit::{trace, Graph, Plan};
 use oar_tensor::{Result, Tensor};
@@ -202,6 +203,42 @@ fn a_binary_fusion_waits_for_an_operand_computed_after_the_producer() {
     assert_eq!(fused_parts(&g, 0), ("sin", vec!["mul_scalar"]));
     assert_eq!(fused_parts(&g, 1), ("exp", vec!["add", "sigmoid"]));
     assert_eq!(g.nodes[1].inputs[1], g.nodes[0].outputs[0]);
+}
+
+#[test]
+fn per_feature_affine_ops_fold_into_the_linear_layer_before_them() {
+    let x = randn(&[4, 6]);
+    let (w, b, s, t) = (randn(&[5, 6]), randn(&[5]), randn(&[1, 5]), randn(&[5]));
+    let named: Vec<(String, Tensor)> =
+        [("w", &w), ("b", &b), ("s", &s), ("t", &t)].iter().map(|(n, v)| (n.to_string(), (*v).clone())).collect();
+    let fold = |f: &dyn Fn(&Tensor) -> Result<Vec<Tensor>>| {
+        let mut g = trace(std::slice::from_ref(&x), &named, |xs| f(&xs[0])).unwrap();
+        let before = Plan::new(g.clone()).unwrap().run(std::slice::from_ref(&x)).unwrap();
+        let folds = fold_affine_into_linear(&mut g).unwrap();
+        g.verify().unwrap();
+        let after = Plan::new(g.clone()).unwrap().run(std::slice::from_ref(&x)).unwrap();
+        for (a, b) in before.iter().zip(&after) {
+            assert!(rel_diff(a, b) <= 1e-5, "outputs changed:\n{g}");
+        }
+        (folds, op_names(&g))
+    };
+    // Scale and shift after a biased layer: both fold, one product and add left.
+    let (n, names) = fold(&|x| Ok(vec![x.matmul(&w.t()?)?.add(&b)?.mul(&s)?.add(&t)?]));
+    assert_eq!((n, names), (2, vec!["permute", "matmul", "add"]));
+    // A weight stored [in, out], no bias: the scale folds, the shift stays as the bias.
+    let wt = w.t().unwrap().contiguous().unwrap();
+    let (n, names) = fold(&|x| Ok(vec![s.mul(&x.matmul(&wt)?)?.add(&t)?]));
+    assert_eq!((n, names), (1, vec!["matmul", "add"]));
+    // The product has another reader: nothing folds.
+    let (n, _) = fold(&|x| {
+        let y = x.matmul(&w.t()?)?;
+        Ok(vec![y.mul(&s)?, y])
+    });
+    assert_eq!(n, 0);
+    // Not per feature (a full [4, 5] operand): nothing folds.
+    let full = randn(&[4, 5]);
+    let (n, _) = fold(&|x| Ok(vec![x.matmul(&w.t()?)?.mul(&full)?]));
+    assert_eq!(n, 0);
 }
 
 #[test]

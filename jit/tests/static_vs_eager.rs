@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{conv_bn_net, randn, rel_diff};
+use common::{conv_bn_net, linear_bn_net, randn, rel_diff};
 use oar_jit::passes::{optimize, pipeline, OptLevel};
 use oar_jit::{to_static, to_static_with, trace, trace_module, Config, Plan, Predictor};
 use oar_nn::models::{LeNet5, Mlp, SimpleCnn};
@@ -31,6 +31,7 @@ fn example_models_match_eager_at_every_level() {
     // Batch 32 runs its two wide layers from row-major weight copies on AVX-512.
     check_model("mlp", &Mlp::new().unwrap(), &randn(&[32, 784]));
     check_model("conv_bn", &conv_bn_net().unwrap(), &randn(&[2, 3, 16, 16]));
+    check_model("linear_bn", &linear_bn_net().unwrap(), &randn(&[5, 20]));
 }
 
 #[test]
@@ -76,6 +77,37 @@ fn batch_norm_folds_into_the_convolutions() {
         .collect();
     assert_eq!(convs.len(), 2);
     assert!(convs.iter().all(|n| n.inputs.len() == 3));
+}
+
+#[test]
+fn batch_norm_folds_into_the_linear_layers() {
+    let net = linear_bn_net().unwrap();
+    let x = randn(&[5, 20]);
+    let mut g = trace_module(&net, &x).unwrap();
+    let reference = Plan::new(g.clone()).unwrap().run(std::slice::from_ref(&x)).unwrap();
+    for (name, pass) in pipeline(OptLevel::O2) {
+        pass(&mut g).unwrap();
+        g.verify().unwrap_or_else(|e| panic!("{name} broke the graph: {e}"));
+        let d = rel_diff(&reference[0], &Plan::new(g.clone()).unwrap().run(std::slice::from_ref(&x)).unwrap()[0]);
+        assert!(d <= 1e-5, "{name}: outputs moved by {d}");
+    }
+    // Three linear layers, each one product with its bias add (the batch
+    // norms' shifts, for the bias-free one) and activation as its epilogue;
+    // nothing else but the weights' transposes.
+    let names: Vec<_> = g.nodes.iter().map(|n| n.op.name()).collect();
+    assert_eq!(names.iter().filter(|&&n| n == "fused").count(), 3, "\n{g}");
+    assert!(names.iter().all(|&n| n == "fused" || n == "permute"), "\n{g}");
+    let epilogues: Vec<Vec<&str>> = g
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.op {
+            Op::Fused { head, epilogue } if matches!(**head, Op::Matmul) => {
+                Some(epilogue.iter().map(|o| o.name()).collect())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(epilogues, [vec!["add", "relu"], vec!["add"], vec!["add"]], "\n{g}");
 }
 
 /// Whether this CPU runs the direct convolution kernels, whose weights the

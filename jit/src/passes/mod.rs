@@ -9,7 +9,7 @@ mod fold;
 mod fuse;
 mod simplify;
 
-pub use affine::fold_affine_into_conv;
+pub use affine::{fold_affine_into_conv, fold_affine_into_linear};
 pub use cse::eliminate_common_subexpressions;
 pub use dce::eliminate_dead_code;
 pub use fold::fold_constants;
@@ -27,7 +27,7 @@ pub enum OptLevel {
     /// Dead code, common subexpressions, algebraic identities, constant folding.
     O1,
     /// O1 plus folding per-channel affine ops (eval-mode batch norm) into the
-    /// preceding convolution, and fusing element-wise ops into their
+    /// preceding convolution or linear layer, and fusing element-wise ops into their
     /// producers (conv + bias + activation, activation chains).
     #[default]
     O2,
@@ -53,6 +53,7 @@ pub fn pipeline(level: OptLevel) -> Vec<(&'static str, Pass)> {
     }
     if level >= OptLevel::O2 {
         p.push(("fold_affine_into_conv", fold_affine_into_conv));
+        p.push(("fold_affine_into_linear", fold_affine_into_linear));
         p.push(("fold_constants", fold_constants));
     }
     if level >= OptLevel::O1 {

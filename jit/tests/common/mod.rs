@@ -1,6 +1,6 @@
 #![allow(dead_code)]
 
-use oar_nn::{BatchNorm2d, Conv2d, Conv2dOptions, Flatten, Linear, MaxPool2d, ReLU, Sequential};
+use oar_nn::{BatchNorm1d, BatchNorm2d, Conv2d, Conv2dOptions, Flatten, Linear, MaxPool2d, ReLU, Sequential};
 use oar_nn::{Forward, Module};
 use oar_tensor::{DType, Device, Result, Tensor};
 
@@ -33,6 +33,25 @@ pub fn conv_bn_net() -> Result<Sequential> {
     net.train();
     for _ in 0..3 {
         net.forward(&randn(&[4, 3, 16, 16]))?;
+    }
+    net.eval();
+    Ok(net)
+}
+
+/// Linear -> BatchNorm1d -> ReLU, then a bias-free linear layer -> batch
+/// norm, then a linear head: batch-norm folding into linear layers, with
+/// and without bias. Running statistics as in [`conv_bn_net`].
+pub fn linear_bn_net() -> Result<Sequential> {
+    let mut net = Sequential::new()
+        .add(Linear::new(20, 16)?)
+        .add(BatchNorm1d::new(16)?)
+        .add(ReLU)
+        .add(Linear::no_bias(16, 8)?)
+        .add(BatchNorm1d::new(8)?)
+        .add(Linear::new(8, 4)?);
+    net.train();
+    for _ in 0..3 {
+        net.forward(&randn(&[6, 20]).mul_scalar(2.0)?.add_scalar(0.5)?)?;
     }
     net.eval();
     Ok(net)
