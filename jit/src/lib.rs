@@ -12,8 +12,8 @@
 //!   folding, batch-norm folding into convolutions), verifying after each.
 //! - [`Plan`] runs it as a flat list of steps, freeing each intermediate after
 //!   its last reader.
-//! - [`TrainStep`] traces forward, loss, backward and an SGD or Adam update into
-//!   one graph and trains by running it.
+//! - [`TrainStep`] traces forward, loss, backward and an SGD, Adam or AdamW update
+//!   (over parameter groups, if given) into one graph and trains by running it.
 //! - [`save`] / [`load`] write and validate a model directory (`model.json` +
 //!   `weights.safetensors`); a [`Predictor`] serves it.
 
@@ -34,4 +34,4 @@ pub use passes::{optimize, OptLevel};
 pub use predictor::{Config, InputHandle, OutputHandle, Predictor};
 pub use static_module::{to_static, to_static_with, trace_module, Compiled, StaticModule};
 pub use trace::trace;
-pub use train::TrainStep;
+pub use train::{StepRule, TrainStep};

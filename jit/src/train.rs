@@ -11,7 +11,9 @@ use crate::graph::Graph;
 use crate::passes::{optimize, OptLevel};
 use crate::trace::trace;
 use oar_autograd::BackwardOptions;
-use oar_nn::optim::{adam_bias_correction, adam_update, sgd_update, AdamConfig, AdamScalars, Hyper, SgdConfig};
+use oar_nn::optim::{
+    adam_bias_correction, adam_update, sgd_update, AdamConfig, AdamScalars, Hyper, IntoGroups, ParamGroup, SgdConfig,
+};
 use oar_nn::{Buffer, Forward, Module, Param};
 use oar_tensor::{DType, Error, Result, Shape, Tensor};
 use std::sync::Arc;
@@ -19,8 +21,18 @@ use std::sync::Arc;
 /// The loss of a traced step: model output and targets to a scalar.
 pub type LossFn<'a> = dyn Fn(&Tensor, &Tensor) -> Result<Tensor> + 'a;
 
-/// The update a step applies: one parameter group; every hyperparameter but
-/// the learning rate is fixed.
+/// The update rule of a traced step ([`TrainStep::grouped`]); each
+/// configuration's `lr` and `weight_decay` are the defaults of groups that
+/// set none.
+#[derive(Clone, Copy, Debug)]
+pub enum StepRule {
+    Sgd(SgdConfig),
+    Adam(AdamConfig),
+    AdamW(AdamConfig),
+}
+
+/// The update a step applies. Every hyperparameter but the groups' learning
+/// rates is fixed when the step is traced.
 #[derive(Clone, Copy, Debug)]
 enum Rule {
     Sgd(SgdConfig),
@@ -31,7 +43,22 @@ enum Rule {
     },
 }
 
+/// A parameter group's settings, resolved.
+#[derive(Clone, Copy, Debug)]
+struct GroupSpec {
+    lr: f64,
+    weight_decay: f64,
+}
+
 impl Rule {
+    fn new(rule: StepRule) -> Rule {
+        match rule {
+            StepRule::Sgd(c) => Rule::Sgd(c),
+            StepRule::Adam(cfg) => Rule::Adam { cfg, decoupled: false },
+            StepRule::AdamW(cfg) => Rule::Adam { cfg, decoupled: true },
+        }
+    }
+
     /// Optimizer state tensors per parameter (momentum; or first and second
     /// moments, and the running maximum with AMSGrad).
     fn state_kinds(&self) -> usize {
@@ -41,29 +68,53 @@ impl Rule {
         }
     }
 
-    /// The learning rate the rule was built with.
-    fn lr(&self) -> f64 {
+    /// The default learning rate and weight decay of a group.
+    fn defaults(&self) -> GroupSpec {
         match self {
-            Rule::Sgd(c) => c.lr,
-            Rule::Adam { cfg, .. } => cfg.lr,
+            Rule::Sgd(c) => GroupSpec { lr: c.lr, weight_decay: c.weight_decay },
+            Rule::Adam { cfg, .. } => GroupSpec { lr: cfg.lr, weight_decay: cfg.weight_decay },
         }
     }
 
+    /// Whether group `g` has an AdamW decay factor among the scalars.
+    fn decays(&self, g: &GroupSpec) -> bool {
+        matches!(self, Rule::Adam { decoupled: true, .. }) && g.weight_decay != 0.0
+    }
+
     /// Values of the graph's trailing scalar inputs at step `t` (1-based)
-    /// and learning rate `lr`, computed on the host so that one graph serves
-    /// every step and every rate: SGD's `lr`; Adam's bias corrections
-    /// `sqrt(1 - b2^t)` and `lr / (1 - b1^t)`, and AdamW's decay factor
-    /// `1 - lr * weight_decay` when it decays.
-    fn scalars(&self, t: usize, lr: f64) -> Vec<f64> {
+    /// with the groups' current learning rates `lrs`, computed on the host
+    /// so that one graph serves every step and every rate: SGD's rate per
+    /// group; for Adam the bias correction `sqrt(1 - b2^t)`, then per group
+    /// `lr / (1 - b1^t)`, then AdamW's decay factor `1 - lr * weight_decay`
+    /// for each group that decays ([`Rule::scalar_slots`] says where).
+    fn scalars(&self, t: usize, groups: &[GroupSpec], lrs: &[f64]) -> Vec<f64> {
         match self {
-            Rule::Sgd(_) => vec![lr],
-            Rule::Adam { cfg, decoupled } => {
-                let (bias2_sqrt, step_size) = adam_bias_correction(cfg.betas, lr, t as u64);
-                let mut v = vec![bias2_sqrt, step_size];
-                if *decoupled && cfg.weight_decay != 0.0 {
-                    v.push(1.0 - lr * cfg.weight_decay);
+            Rule::Sgd(_) => lrs.to_vec(),
+            Rule::Adam { cfg, .. } => {
+                let corrections: Vec<(f64, f64)> =
+                    lrs.iter().map(|&lr| adam_bias_correction(cfg.betas, lr, t as u64)).collect();
+                let mut v = vec![corrections.first().map_or(1.0, |c| c.0)];
+                v.extend(corrections.iter().map(|c| c.1));
+                for (g, &lr) in groups.iter().zip(lrs) {
+                    if self.decays(g) {
+                        v.push(1.0 - lr * g.weight_decay);
+                    }
                 }
                 v
+            }
+        }
+    }
+
+    /// Where group `g`'s numbers sit among the scalars: (its rate or step
+    /// size, the shared bias correction, its decay factor).
+    fn scalar_slots(&self, groups: &[GroupSpec], g: usize) -> (usize, Option<usize>, Option<usize>) {
+        match self {
+            Rule::Sgd(_) => (g, None, None),
+            Rule::Adam { .. } => {
+                let decay = self
+                    .decays(&groups[g])
+                    .then(|| 1 + groups.len() + groups[..g].iter().filter(|h| self.decays(h)).count());
+                (1 + g, Some(0), decay)
             }
         }
     }
@@ -95,15 +146,18 @@ pub struct TrainStep {
     /// `state_kinds` groups of one tensor per parameter, kind by kind.
     state: Option<Vec<Tensor>>,
     buffers: Vec<Tensor>,
-    lr: f64,
+    groups: Vec<GroupSpec>,
+    /// The groups' current learning rates.
+    lrs: Vec<f64>,
     steps: usize,
 }
 
 impl TrainStep {
     /// Traces the SGD step of `module` on the batch `(x, y)` (its shapes and
     /// dtypes are the ones every later batch must have), in the module's
-    /// current train/eval mode. The module is left as it was; call
-    /// [`TrainStep::write_back`] to store trained values.
+    /// current train/eval mode, over all its parameters as one group. The
+    /// module is left as it was; call [`TrainStep::write_back`] to store
+    /// trained values.
     pub fn sgd<M: Module + Forward + ?Sized>(
         module: &M,
         loss: &LossFn<'_>,
@@ -111,7 +165,7 @@ impl TrainStep {
         x: &Tensor,
         y: &Tensor,
     ) -> Result<TrainStep> {
-        TrainStep::new("TrainStep::sgd", module, loss, Rule::Sgd(cfg), x, y)
+        TrainStep::build("TrainStep::sgd", module, loss, Rule::Sgd(cfg), None, x, y)
     }
 
     /// [`TrainStep::sgd`] with Adam's update ([`oar_nn::optim::Adam`]).
@@ -122,7 +176,7 @@ impl TrainStep {
         x: &Tensor,
         y: &Tensor,
     ) -> Result<TrainStep> {
-        TrainStep::new("TrainStep::adam", module, loss, Rule::Adam { cfg, decoupled: false }, x, y)
+        TrainStep::build("TrainStep::adam", module, loss, Rule::Adam { cfg, decoupled: false }, None, x, y)
     }
 
     /// [`TrainStep::sgd`] with AdamW's update ([`oar_nn::optim::AdamW`]).
@@ -133,20 +187,66 @@ impl TrainStep {
         x: &Tensor,
         y: &Tensor,
     ) -> Result<TrainStep> {
-        TrainStep::new("TrainStep::adamw", module, loss, Rule::Adam { cfg, decoupled: true }, x, y)
+        TrainStep::build("TrainStep::adamw", module, loss, Rule::Adam { cfg, decoupled: true }, None, x, y)
     }
 
-    fn new<M: Module + Forward + ?Sized>(
+    /// A traced step over parameter groups, as the eager optimizers take
+    /// them ([`ParamGroup`]: PyTorch's `param_groups`): each group's learning
+    /// rate (a graph input, see [`TrainStep::set_group_lr`]) and weight decay,
+    /// defaulting to `rule`'s. The groups' parameters must be `module`'s, each
+    /// in one group at most; parameters in no group are not updated, as an
+    /// eager optimizer leaves parameters it was not given.
+    ///
+    /// ```
+    /// use oar_jit::{StepRule, TrainStep};
+    /// use oar_nn::loss::cross_entropy;
+    /// use oar_nn::models::Mlp;
+    /// use oar_nn::optim::{AdamConfig, ParamGroup};
+    /// use oar_nn::Module;
+    /// use oar_tensor::{DType, Device, Tensor};
+    ///
+    /// # fn main() -> oar_tensor::Result<()> {
+    /// let model = Mlp::new()?;
+    /// let x = Tensor::randn([8, 784], DType::F32, &Device::cpu())?;
+    /// let y = Tensor::from_vec((0..8).map(|i| i % 10).collect::<Vec<i64>>(), [8], &Device::cpu())?;
+    /// let loss = |out: &Tensor, y: &Tensor| cross_entropy(out, y, &Default::default());
+    /// // AdamW that decays the weight matrices but not the biases.
+    /// let (biases, weights): (Vec<_>, Vec<_>) =
+    ///     model.named_parameters().into_iter().partition(|(name, _)| name.ends_with("bias"));
+    /// let groups = vec![
+    ///     ParamGroup::new(weights.into_iter().map(|(_, p)| p).collect()),
+    ///     ParamGroup::new(biases.into_iter().map(|(_, p)| p).collect()).weight_decay(0.0),
+    /// ];
+    /// let cfg = AdamConfig::new(1e-3).weight_decay(0.01);
+    /// let mut step = TrainStep::grouped(&model, &loss, StepRule::AdamW(cfg), groups, &x, &y)?;
+    /// step.step(&x, &y)?;
+    /// assert_eq!(step.group_lrs(), [1e-3, 1e-3]);
+    /// # Ok(()) }
+    /// ```
+    pub fn grouped<M: Module + Forward + ?Sized>(
+        module: &M,
+        loss: &LossFn<'_>,
+        rule: StepRule,
+        groups: impl IntoGroups,
+        x: &Tensor,
+        y: &Tensor,
+    ) -> Result<TrainStep> {
+        TrainStep::build("TrainStep::grouped", module, loss, Rule::new(rule), Some(groups.into_groups()), x, y)
+    }
+
+    fn build<M: Module + Forward + ?Sized>(
         op: &'static str,
         module: &M,
         loss: &LossFn<'_>,
         rule: Rule,
+        groups: Option<Vec<ParamGroup>>,
         x: &Tensor,
         y: &Tensor,
     ) -> Result<TrainStep> {
         let named = module.named_parameters();
         let names = named.iter().map(|(n, _)| n.clone()).collect();
         let params: Vec<Param> = named.into_iter().map(|(_, p)| p).collect();
+        let (specs, member) = resolve_groups(op, &rule, groups, &params)?;
         let values: Vec<Tensor> = params.iter().map(Param::get).collect();
         let dtype = scalar_dtype(&values);
         if let Some(other) = values.iter().find(|v| v.dtype() != dtype) {
@@ -156,9 +256,20 @@ impl TrainStep {
             ));
         }
         let (buffer_names, bufs): (Vec<String>, Vec<Buffer>) = module.named_buffers().into_iter().unzip();
-        let lr = rule.lr();
-        let scalars = scalar_inputs(&rule, 1, lr, dtype)?;
-        let parts = Parts { module, loss, rule, params: &params, buffers: &bufs, x, y, scalars: &scalars };
+        let lrs: Vec<f64> = specs.iter().map(|g| g.lr).collect();
+        let scalars = scalar_inputs(&rule, 1, &specs, &lrs, dtype)?;
+        let parts = Parts {
+            module,
+            loss,
+            rule,
+            params: &params,
+            groups: &specs,
+            member: &member,
+            buffers: &bufs,
+            x,
+            y,
+            scalars: &scalars,
+        };
         let first = compile(&parts, None)?;
         let steady = if rule.state_kinds() > 0 {
             let zeros = values.iter().map(Tensor::zeros_like).collect::<Result<Vec<_>>>()?;
@@ -168,22 +279,49 @@ impl TrainStep {
             None
         };
         let buffers = bufs.iter().map(Buffer::get).collect();
-        Ok(TrainStep { rule, names, buffer_names, first, steady, params: values, state: None, buffers, lr, steps: 0 })
+        Ok(TrainStep {
+            rule,
+            names,
+            buffer_names,
+            first,
+            steady,
+            params: values,
+            state: None,
+            buffers,
+            groups: specs,
+            lrs,
+            steps: 0,
+        })
     }
 
-    /// The learning rate the next step applies.
+    /// The learning rate the next step applies (the first group's).
     pub fn lr(&self) -> f64 {
-        self.lr
+        self.lrs.first().copied().unwrap_or(0.0)
     }
 
-    /// Sets the learning rate of the following steps (a graph input, so
-    /// nothing is retraced): drive it from an LR schedule, as
-    /// `oar_nn::lr_scheduler` does for eager optimizers.
+    /// Sets the learning rate of the following steps, in every group (a
+    /// graph input, so nothing is retraced): drive it from an LR schedule,
+    /// as `oar_nn::lr_scheduler` does for eager optimizers.
     pub fn set_lr(&mut self, lr: f64) -> Result<()> {
-        if !lr.is_finite() || lr < 0.0 {
-            return Err(Error::invalid_arg("TrainStep::set_lr", format!("the learning rate must be >= 0, got {lr}")));
-        }
-        self.lr = lr;
+        check_lr("TrainStep::set_lr", lr)?;
+        self.lrs.iter_mut().for_each(|r| *r = lr);
+        Ok(())
+    }
+
+    /// The groups' learning rates, in [`TrainStep::grouped`]'s order (one
+    /// group for the other constructors).
+    pub fn group_lrs(&self) -> &[f64] {
+        &self.lrs
+    }
+
+    /// Sets group `group`'s learning rate for the following steps.
+    pub fn set_group_lr(&mut self, group: usize, lr: f64) -> Result<()> {
+        check_lr("TrainStep::set_group_lr", lr)?;
+        let n = self.lrs.len();
+        let slot = self.lrs.get_mut(group).ok_or_else(|| {
+            Error::invalid_arg("TrainStep::set_group_lr", format!("group {group} of a step with {n} groups"))
+        })?;
+        *slot = lr;
         Ok(())
     }
 
@@ -200,7 +338,8 @@ impl TrainStep {
             _ => &self.first,
         };
         inputs.extend(self.buffers.iter().cloned());
-        inputs.extend(scalar_inputs(&self.rule, self.steps + 1, self.lr, scalar_dtype(&self.params))?);
+        let dtype = scalar_dtype(&self.params);
+        inputs.extend(scalar_inputs(&self.rule, self.steps + 1, &self.groups, &self.lrs, dtype)?);
         let mut out = plan.run(&inputs)?.into_iter();
         let loss = out.next().expect("the loss is output 0");
         self.params = out.by_ref().take(n).collect();
@@ -256,10 +395,60 @@ fn scalar_dtype(params: &[Tensor]) -> DType {
     params.first().map_or(DType::F32, Tensor::dtype)
 }
 
-/// The rule's scalar graph inputs for step `t` at `lr`, as 0-d tensors of `dtype`.
-fn scalar_inputs(rule: &Rule, t: usize, lr: f64, dtype: DType) -> Result<Vec<Tensor>> {
+/// The rule's scalar graph inputs for step `t` at the groups' rates `lrs`,
+/// as 0-d tensors of `dtype`.
+fn scalar_inputs(rule: &Rule, t: usize, groups: &[GroupSpec], lrs: &[f64], dtype: DType) -> Result<Vec<Tensor>> {
     let cpu = oar_tensor::Device::cpu();
-    rule.scalars(t, lr).into_iter().map(|v| Tensor::full(Shape::scalar(), v, dtype, &cpu)).collect()
+    rule.scalars(t, groups, lrs).into_iter().map(|v| Tensor::full(Shape::scalar(), v, dtype, &cpu)).collect()
+}
+
+fn check_lr(op: &'static str, lr: f64) -> Result<()> {
+    if !lr.is_finite() || lr < 0.0 {
+        return Err(Error::invalid_arg(op, format!("the learning rate must be >= 0, got {lr}")));
+    }
+    Ok(())
+}
+
+/// The groups' settings (`rule`'s defaults filled in; all parameters as one
+/// group without `groups`) and each parameter's group, if any.
+fn resolve_groups(
+    op: &'static str,
+    rule: &Rule,
+    groups: Option<Vec<ParamGroup>>,
+    params: &[Param],
+) -> Result<(Vec<GroupSpec>, Vec<Option<usize>>)> {
+    let defaults = rule.defaults();
+    let Some(groups) = groups else {
+        return Ok((vec![defaults], vec![Some(0); params.len()]));
+    };
+    if groups.is_empty() {
+        return Err(Error::invalid_arg(op, "expected at least one parameter group"));
+    }
+    let mut member = vec![None; params.len()];
+    let mut specs = Vec::with_capacity(groups.len());
+    for (g, group) in groups.iter().enumerate() {
+        let spec = GroupSpec {
+            lr: group.lr.unwrap_or(defaults.lr),
+            weight_decay: group.weight_decay.unwrap_or(defaults.weight_decay),
+        };
+        check_lr(op, spec.lr)?;
+        if !spec.weight_decay.is_finite() || spec.weight_decay < 0.0 {
+            return Err(Error::invalid_arg(op, format!("group {g}: weight decay {} must be >= 0", spec.weight_decay)));
+        }
+        specs.push(spec);
+        for (k, p) in group.params.iter().enumerate() {
+            let Some(i) = params.iter().position(|q| q.ptr_eq(p)) else {
+                return Err(Error::invalid_arg(op, format!("parameter {k} of group {g} is not one of the module's")));
+            };
+            if let Some(other) = member[i].replace(g) {
+                return Err(Error::invalid_arg(
+                    op,
+                    format!("a parameter appears in groups {other} and {g}; each belongs to one group"),
+                ));
+            }
+        }
+    }
+    Ok((specs, member))
 }
 
 /// What a traced step is made of.
@@ -268,6 +457,9 @@ struct Parts<'a, M: ?Sized> {
     loss: &'a LossFn<'a>,
     rule: Rule,
     params: &'a [Param],
+    groups: &'a [GroupSpec],
+    /// Each parameter's group; `None`: not updated.
+    member: &'a [Option<usize>],
     buffers: &'a [Buffer],
     x: &'a Tensor,
     y: &'a Tensor,
@@ -278,7 +470,7 @@ struct Parts<'a, M: ?Sized> {
 /// Graph inputs: `x`, `y`, parameters, state, buffers, scalars; outputs: the
 /// loss, parameters, state, buffers.
 fn compile<M: Module + Forward + ?Sized>(parts: &Parts<'_, M>, state: Option<&[Tensor]>) -> Result<Arc<Plan>> {
-    let Parts { module, loss, rule, params, buffers, x, y, scalars } = *parts;
+    let Parts { module, loss, rule, params, groups, member, buffers, x, y, scalars } = *parts;
     let originals: Vec<Tensor> = params.iter().map(Param::get).collect();
     let buffer_values: Vec<Tensor> = buffers.iter().map(Buffer::get).collect();
     let mut inputs = vec![x.clone(), y.clone()];
@@ -316,8 +508,9 @@ fn compile<M: Module + Forward + ?Sized>(parts: &Parts<'_, M>, state: Option<&[T
         let mut new_state: Vec<Vec<Tensor>> = vec![Vec::with_capacity(n); kinds];
         for (i, (p, g)) in leaves.iter().zip(grads).enumerate() {
             let old: Option<Vec<&Tensor>> = state_in.map(|s| (0..kinds).map(|k| &s[k * n + i]).collect());
-            let Some(grad) = g else {
-                // No gradient: the parameter and its state stay as they are.
+            let (Some(grad), Some(group)) = (g, member[i]) else {
+                // No gradient, or in no group: the parameter and its state
+                // stay as they are.
                 new_params.push(p.detach());
                 for (k, st) in new_state.iter_mut().enumerate() {
                     st.push(match &old {
@@ -328,21 +521,23 @@ fn compile<M: Module + Forward + ?Sized>(parts: &Parts<'_, M>, state: Option<&[T
                 continue;
             };
             let p = p.detach();
+            let wd = groups[group].weight_decay;
+            let (rate, bias2, decay) = rule.scalar_slots(groups, group);
             let (p_new, st): (Tensor, Vec<Tensor>) = match rule {
                 Rule::Sgd(c) => {
-                    let lr = Hyper::Tensor(&scalars_in[0]);
-                    let (p_new, buf) = sgd_update(&c, lr, c.weight_decay, &p, &grad, old.as_ref().map(|o| o[0]))?;
+                    let lr = Hyper::Tensor(&scalars_in[rate]);
+                    let (p_new, buf) = sgd_update(&c, lr, wd, &p, &grad, old.as_ref().map(|o| o[0]))?;
                     (p_new, buf.into_iter().collect())
                 }
                 Rule::Adam { cfg, decoupled } => {
                     let prev = [0, 1, 2].map(|k| old.as_ref().and_then(|o| o.get(k).copied()));
                     let scalars = AdamScalars {
-                        bias2_sqrt: Hyper::Tensor(&scalars_in[0]),
-                        step_size: Hyper::Tensor(&scalars_in[1]),
+                        bias2_sqrt: Hyper::Tensor(&scalars_in[bias2.unwrap_or(0)]),
+                        step_size: Hyper::Tensor(&scalars_in[rate]),
                         // Present only when AdamW decays, the one case it is read.
-                        decay: scalars_in.get(2).map_or(Hyper::Host(1.0), Hyper::Tensor),
+                        decay: decay.map_or(Hyper::Host(1.0), |d| Hyper::Tensor(&scalars_in[d])),
                     };
-                    let (next, new) = adam_update(&cfg, cfg.weight_decay, decoupled, &p, &grad, prev, scalars)?;
+                    let (next, new) = adam_update(&cfg, wd, decoupled, &p, &grad, prev, scalars)?;
                     (next, [new.m, new.v].into_iter().chain(new.vmax).collect())
                 }
             };

@@ -4,11 +4,11 @@ mod common;
 
 use common::randn;
 use oar_autograd::Backward;
-use oar_jit::TrainStep;
+use oar_jit::{StepRule, TrainStep};
 use oar_nn::loss::cross_entropy;
 use oar_nn::lr_scheduler::{CosineAnnealingLR, LinearLR, Schedule, SequentialLR, StepLR};
 use oar_nn::models::{LeNet5, Mlp};
-use oar_nn::optim::{Adam, AdamConfig, AdamW, Optimizer, Sgd, SgdConfig};
+use oar_nn::optim::{Adam, AdamConfig, AdamW, Optimizer, ParamGroup, Sgd, SgdConfig};
 use oar_nn::{BatchNorm2d, Conv2d, Forward, Linear, Module};
 use oar_tensor::{DType, Device, Generator, Tensor};
 
@@ -171,6 +171,86 @@ fn learning_rate_schedules_drive_traced_steps_without_retracing() {
     let step_lr = StepLR { step_size: 4, gamma: 0.5 };
     compare_scheduled(|| LeNet5::new().unwrap(), Rule::AdamW(adamw), &[8, 1, 28, 28], 12, Some(&step_lr));
     compare_scheduled(|| Mlp::new().unwrap(), Rule::Adam(AdamConfig::new(1e-3)), &[8, 784], 12, Some(&step_lr));
+}
+
+/// LeNet-5's parameters as three groups: conv1 frozen (in no group), the
+/// other biases at twice the rate without weight decay, the rest at the
+/// rule's settings.
+fn lenet_groups(m: &LeNet5) -> Vec<ParamGroup> {
+    let (mut weights, mut biases) = (Vec::new(), Vec::new());
+    for (name, p) in m.named_parameters() {
+        if name.starts_with("conv1.") {
+            continue;
+        }
+        if name.ends_with("bias") { &mut biases } else { &mut weights }.push(p);
+    }
+    vec![ParamGroup::new(weights), ParamGroup::new(biases).lr(0.02).weight_decay(0.0)]
+}
+
+#[test]
+fn parameter_groups_train_as_the_eager_optimizers_groups() {
+    let rules = [
+        StepRule::Sgd(SgdConfig { momentum: 0.9, weight_decay: 1e-3, ..SgdConfig::new(0.01) }),
+        StepRule::Adam(AdamConfig::new(1e-3).weight_decay(1e-3)),
+        StepRule::AdamW(AdamConfig::new(1e-3).weight_decay(0.05)),
+    ];
+    let data = batches(20, &[8, 1, 28, 28], 5);
+    for rule in rules {
+        let (eager, traced) = (LeNet5::new().unwrap(), LeNet5::new().unwrap());
+        traced.load_state_dict(&eager.state_dict(), true).unwrap();
+        let initial: Vec<(String, Vec<f32>)> =
+            eager.named_parameters().into_iter().map(|(n, p)| (n, p.get().to_vec::<f32>().unwrap())).collect();
+        let mut opt: Box<dyn Optimizer> = match rule {
+            StepRule::Sgd(c) => Box::new(Sgd::new(lenet_groups(&eager), c).unwrap()),
+            StepRule::Adam(c) => Box::new(Adam::new(lenet_groups(&eager), c).unwrap()),
+            StepRule::AdamW(c) => Box::new(AdamW::new(lenet_groups(&eager), c).unwrap()),
+        };
+        let (x0, y0) = (&data[0].0, &data[0].1);
+        let mut step = TrainStep::grouped(&traced, &ce, rule, lenet_groups(&traced), x0, y0).unwrap();
+        assert_eq!(step.group_lrs(), [opt.groups()[0].lr, 0.02]);
+        for (i, (x, y)) in data.iter().enumerate() {
+            if i == 10 {
+                // A schedule of the second group alone.
+                opt.groups_mut()[1].lr = 0.005;
+                step.set_group_lr(1, 0.005).unwrap();
+            }
+            opt.zero_grad();
+            let l = ce(&eager.forward(x).unwrap(), y).unwrap();
+            l.backward().unwrap();
+            opt.step().unwrap();
+            let (a, b) = (l.item().unwrap(), step.step(x, y).unwrap().item().unwrap());
+            assert_eq!(a, b, "{rule:?}, step {i}");
+        }
+        step.write_back(&traced).unwrap();
+        let values = |m: &LeNet5| -> Vec<(String, Vec<f32>)> {
+            m.named_parameters().into_iter().map(|(n, p)| (n, p.get().to_vec::<f32>().unwrap())).collect()
+        };
+        let (trained, eager_trained) = (values(&traced), values(&eager));
+        assert_eq!(trained, eager_trained, "{rule:?}");
+        // The frozen layer kept its weights; every other parameter moved.
+        for ((name, now), (_, then)) in trained.iter().zip(&initial) {
+            assert_eq!(name.starts_with("conv1."), now == then, "{rule:?}: {name}");
+        }
+    }
+}
+
+#[test]
+fn parameter_groups_are_checked() {
+    let (model, other) = (Mlp::new().unwrap(), Mlp::new().unwrap());
+    let (x, y) = (randn(&[4, 784]), Tensor::from_vec(vec![1i64, 2, 3, 4], [4], &Device::cpu()).unwrap());
+    let rule = StepRule::Sgd(SgdConfig::new(0.1));
+    let err = |groups: Vec<ParamGroup>| match TrainStep::grouped(&model, &ce, rule, groups, &x, &y) {
+        Ok(_) => panic!("accepted bad groups"),
+        Err(e) => e.to_string(),
+    };
+    let e = err(vec![ParamGroup::new(other.parameters())]);
+    assert!(e.contains("TrainStep::grouped") && e.contains("not one of the module's"), "{e}");
+    let e = err(vec![ParamGroup::new(model.parameters()), ParamGroup::new(model.parameters()[..1].to_vec())]);
+    assert!(e.contains("groups 0 and 1"), "{e}");
+    assert!(err(vec![]).contains("at least one"));
+    assert!(err(vec![ParamGroup::new(model.parameters()).lr(-1.0)]).contains("learning rate"));
+    let mut step = TrainStep::grouped(&model, &ce, rule, vec![ParamGroup::new(model.parameters())], &x, &y).unwrap();
+    assert!(step.set_group_lr(1, 0.1).unwrap_err().to_string().contains("group 1 of a step with 1 groups"));
 }
 
 #[test]
