@@ -10,7 +10,7 @@
 //! buffers of the outputs it returns.
 
 use crate::graph::{Graph, Node};
-use oar_tensor::op::{Op, TensorMeta};
+use oar_tensor::op::{BinaryOp, Op, TensorMeta};
 use oar_tensor::{ArenaStats, BufferArena, Error, ErrorKind, Result, Tensor};
 use smallvec::SmallVec;
 use std::sync::{Arc, Mutex};
@@ -22,6 +22,19 @@ struct Step {
     outputs: SmallVec<[usize; 2]>,
     /// Slots whose last reader is this step.
     free: SmallVec<[usize; 3]>,
+    /// Set when the step is element-wise and one of its inputs dies here:
+    /// the step then overwrites that input's buffer.
+    in_place: Option<InPlace>,
+}
+
+/// An element-wise step run over the buffer of its input `input`
+/// ([`Tensor::apply_in_place`]): `ops` in order, the binary ones reading
+/// the slots `operands`.
+#[derive(Debug)]
+struct InPlace {
+    input: usize,
+    ops: Vec<Op>,
+    operands: SmallVec<[usize; 3]>,
 }
 
 /// A compiled graph: shared, immutable, `Send + Sync` (clone the `Arc` to
@@ -36,6 +49,8 @@ pub struct Plan {
     fixed: Vec<(usize, Tensor)>,
     /// How many of those are packed weights.
     packed: usize,
+    /// How many steps overwrite an input's buffer.
+    in_place_steps: usize,
     inputs: Vec<usize>,
     outputs: Vec<usize>,
     /// Slots of outputs that are weights or inputs, which are never freed.
@@ -63,7 +78,7 @@ impl Plan {
         }
         let is_output = |v: usize| graph.outputs.iter().any(|o| o.index() == v);
         let mut steps = Vec::with_capacity(graph.nodes.len());
-        let mut packed = 0;
+        let (mut packed, mut in_place_steps) = (0, 0);
         for (s, node) in graph.nodes.iter().enumerate().filter(|(s, _)| !hoisted[*s]) {
             let mut free: SmallVec<[usize; 3]> = SmallVec::new();
             for v in &node.inputs {
@@ -86,7 +101,10 @@ impl Plan {
                 packed += 1;
                 op = packed_op;
             }
-            steps.push(Step { op, inputs, outputs: node.outputs.iter().map(|v| v.index()).collect(), free });
+            let in_place = in_place(&graph, node, &free);
+            in_place_steps += usize::from(in_place.is_some());
+            let outputs = node.outputs.iter().map(|v| v.index()).collect();
+            steps.push(Step { op, inputs, outputs, free, in_place });
         }
         // The constants a run reads: a weight only its packed copy or a view
         // reads stays out of the slots.
@@ -104,12 +122,29 @@ impl Plan {
         let inputs = graph.inputs.iter().map(|i| i.value.index()).collect();
         let outputs = graph.outputs.iter().map(|v| v.index()).collect();
         let slots = constant.len();
-        Ok(Arc::new(Plan { graph, steps, fixed, packed, inputs, outputs, slots, arenas: Mutex::default() }))
+        Ok(Arc::new(Plan {
+            graph,
+            steps,
+            fixed,
+            packed,
+            in_place_steps,
+            inputs,
+            outputs,
+            slots,
+            arenas: Mutex::default(),
+        }))
     }
 
     /// How many weights the plan keeps packed in its backend's layout.
     pub fn prepacked_weights(&self) -> usize {
         self.packed
+    }
+
+    /// How many steps run in place, over the buffer of an input that dies
+    /// there (element-wise steps that fusion left alone: a value's last
+    /// reader when it has others, say).
+    pub fn in_place_steps(&self) -> usize {
+        self.in_place_steps
     }
 
     pub fn graph(&self) -> &Graph {
@@ -187,7 +222,14 @@ impl Plan {
         }
         let _no_grad = oar_tensor::no_grad();
         for step in &self.steps {
-            let outs = {
+            let outs = if let Some(ip) = &step.in_place {
+                let target = slots[step.inputs[ip.input]].take().expect("a verified plan defines values before use");
+                let mut refs: SmallVec<[&Tensor; 3]> = SmallVec::new();
+                for &i in &ip.operands {
+                    refs.push(slots[i].as_ref().expect("a verified plan defines values before use"));
+                }
+                vec![target.apply_in_place(&ip.ops, &refs)?]
+            } else {
                 let mut refs: SmallVec<[&Tensor; 3]> = SmallVec::new();
                 for &i in &step.inputs {
                     refs.push(slots[i].as_ref().expect("a verified plan defines values before use"));
@@ -242,4 +284,35 @@ fn prepack(graph: &Graph, constant: &[Option<Tensor>], node: &Node) -> Result<Op
         }
     }
     Ok(None)
+}
+
+/// How `node` runs in place, if it is element-wise (alone, or heading a
+/// fused op) and one of its inputs dies at it (`free`), with the output's
+/// shape and dtype, read once by it and not a graph input (the caller's
+/// buffer). A binary op overwrites its left operand, or either for `add`
+/// and `mul` (the same bits either way).
+fn in_place(graph: &Graph, node: &Node, free: &[usize]) -> Option<InPlace> {
+    let (head, epilogue): (&Op, &[Op]) = match &node.op {
+        Op::Fused { head, epilogue } => (head, epilogue),
+        op => (op, &[]),
+    };
+    let candidates: &[usize] = match head {
+        Op::Unary(_) | Op::BinaryScalar { .. } | Op::Clamp { .. } => &[0],
+        Op::Binary(BinaryOp::Add | BinaryOp::Mul) => &[0, 1],
+        Op::Binary(_) => &[0],
+        _ => return None,
+    };
+    let out = &graph.values[node.outputs[0].index()];
+    let input = candidates.iter().copied().find(|&k| {
+        let v = node.inputs[k];
+        free.contains(&v.index())
+            && node.inputs.iter().filter(|&&w| w == v).count() == 1
+            && graph.values[v.index()] == *out
+            && out.dtype.is_float()
+            && !graph.inputs.iter().any(|i| i.value == v)
+    })?;
+    let mut ops = vec![head.clone()];
+    ops.extend(epilogue.iter().cloned());
+    let operands = node.inputs.iter().enumerate().filter(|&(k, _)| k != input).map(|(_, v)| v.index()).collect();
+    Some(InPlace { input, ops, operands })
 }

@@ -150,6 +150,24 @@ pub trait Backend: Send + Sync + fmt::Debug {
         Ok(None)
     }
 
+    /// Applies the element-wise `ops` (what an [`Op::Fused`] epilogue may
+    /// hold; `operands`: one per binary op, its right-hand side, broadcast to
+    /// `layout`'s shape) to `target` in place, when this backend can write
+    /// into it: `target` is this handle's alone and `layout` covers the
+    /// whole buffer, row-major. Returns whether it did; `false`, the
+    /// default, leaves `target` untouched, and the caller computes the ops
+    /// into fresh buffers instead.
+    fn execute_in_place(
+        &self,
+        ops: &[Op],
+        target: &mut Storage,
+        layout: &Layout,
+        operands: &[OpInput<'_>],
+    ) -> Result<bool> {
+        let _ = (ops, target, layout, operands);
+        Ok(false)
+    }
+
     /// Uploads host data (row-major) to a new buffer on this device.
     fn copy_from_host(&self, data: CpuStorage) -> Result<Storage>;
 

@@ -454,6 +454,82 @@ impl Tensor {
         Ok(Some((Op::Prepacked { op: Box::new(op.clone()), input, logical: self.meta() }, packed)))
     }
 
+    /// The element-wise `ops` (unary, tensor-scalar, clamp, binary: what an
+    /// [`Op::Fused`] epilogue holds) applied to this tensor, one after the
+    /// other; `operands` are the binary ops' right-hand sides, in order. The
+    /// result overwrites this tensor's buffer when the backend can do that
+    /// safely: this handle is the buffer's only owner (consumed here), the
+    /// buffer is exactly this row-major tensor, and nothing records the ops
+    /// (no autograd, no trace). Otherwise the ops run as
+    /// [`Tensor::apply`] would run them, into fresh buffers. Either way the
+    /// values are the same bits. Each op must keep the tensor's shape and
+    /// dtype. What the jit's executor runs for element-wise steps whose input
+    /// dies there.
+    ///
+    /// ```
+    /// use oar_tensor::op::{BinaryOp, Op, UnaryOp};
+    /// use oar_tensor::{Device, Tensor};
+    ///
+    /// let x = Tensor::from_vec(vec![-1f32, 2.0, -3.0], [3], &Device::cpu())?;
+    /// let b = Tensor::from_vec(vec![0.5f32], [1], &Device::cpu())?;
+    /// let y = x.apply_in_place(&[Op::Unary(UnaryOp::Relu), Op::Binary(BinaryOp::Add)], &[&b])?;
+    /// assert_eq!(y.to_vec::<f32>()?, [0.5, 2.5, 0.5]);
+    /// # Ok::<(), oar_tensor::Error>(())
+    /// ```
+    pub fn apply_in_place(mut self, ops: &[Op], operands: &[&Tensor]) -> Result<Tensor> {
+        const NAME: &str = "apply_in_place";
+        let binary = ops.iter().filter(|o| matches!(o, Op::Binary(_))).count();
+        if binary != operands.len() {
+            return Err(Error::invalid(
+                NAME,
+                format!("{binary} binary ops take as many operands, got {}", operands.len()),
+            ));
+        }
+        let meta = self.meta();
+        let mut rest = operands.iter();
+        for op in ops {
+            if !crate::op::is_epilogue_op(op) {
+                return Err(Error::invalid(NAME, format!("`{}` is not an element-wise op", op.name())));
+            }
+            let outs = match op {
+                Op::Binary(_) => op.infer(&[meta.clone(), rest.next().expect("counted above").meta()])?,
+                _ => op.infer(std::slice::from_ref(&meta))?,
+            };
+            if outs[0] != meta {
+                return Err(Error::from(ErrorKind::ShapeMismatch {
+                    op: NAME,
+                    shapes: vec![meta.shape.clone(), outs[0].shape.clone()],
+                    msg: format!("`{}` would change the tensor's shape or dtype", op.name()),
+                }));
+            }
+        }
+        let device = self.device().clone();
+        if let Some(t) = operands.iter().find(|t| t.device() != &device) {
+            let (lhs, rhs) = (device.to_string(), t.device().to_string());
+            return Err(Error::from(ErrorKind::DeviceMismatch { op: NAME, lhs, rhs }));
+        }
+        let recorded = is_tracing()
+            || (crate::is_grad_enabled() && (self.requires_grad() || operands.iter().any(|t| t.requires_grad())));
+        if !recorded {
+            if let Some(inner) = PoolArc::get_mut(&mut self.0) {
+                let inputs: SmallVec<[OpInput<'_>; 3]> =
+                    operands.iter().map(|t| OpInput { storage: &*t.0.storage, layout: &t.0.layout }).collect();
+                if device.backend().execute_in_place(ops, &mut inner.storage, &inner.layout, &inputs)? {
+                    return Ok(self);
+                }
+            }
+        }
+        let mut rest = operands.iter();
+        let mut x = self;
+        for op in ops {
+            x = match op {
+                Op::Binary(_) => Tensor::dispatch(op.clone(), &[&x, rest.next().expect("counted above")])?.remove(0),
+                _ => Tensor::dispatch(op.clone(), &[&x])?.remove(0),
+            };
+        }
+        Ok(x)
+    }
+
     /// Moves (copies) the tensor to `device`; a no-op handle clone if it is there already.
     pub fn to_device(&self, device: &Device) -> Result<Tensor> {
         if self.device() == device {

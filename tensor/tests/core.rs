@@ -573,6 +573,42 @@ fn binary_epilogues_read_their_operands_like_the_ops_one_by_one() -> Result<()> 
     Ok(())
 }
 
+#[test]
+fn apply_in_place_writes_into_a_buffer_only_it_holds() -> Result<()> {
+    use oar_tensor::op::{BinaryOp, Op, UnaryOp};
+    let ops = [Op::Unary(UnaryOp::Exp), Op::Binary(BinaryOp::Sub), Op::BinaryScalar { op: BinaryOp::Mul, scalar: 0.5 }];
+    let x = Tensor::randn([70, 90], DType::F32, &cpu())?;
+    let row = Tensor::randn([90], DType::F32, &cpu())?;
+    let want = f32s(&x.exp()?.sub(&row)?.mul_scalar(0.5)?);
+    // The only handle on a fresh buffer: the same tensor comes back, overwritten.
+    let y = x.mul_scalar(1.0)?;
+    let id = y.id();
+    let y = y.apply_in_place(&ops, &[&row])?;
+    assert_eq!(y.id(), id, "not written in place");
+    assert!(f32s(&y) == want, "in-place values differ");
+    // Another handle sees the buffer: fresh buffers, the source intact.
+    let (shared, before) = (x.clone(), f32s(&x));
+    let y = x.clone().apply_in_place(&ops, &[&row])?;
+    assert!(y.id() != shared.id());
+    assert!(f32s(&y) == want && f32s(&shared) == before, "a shared buffer was overwritten");
+    // A strided view (of a buffer nothing else holds) is computed op by op.
+    let t = x.mul_scalar(1.0)?.t()?;
+    let col = Tensor::randn([70], DType::F32, &cpu())?;
+    let want_t = f32s(&t.exp()?.sub(&col)?.mul_scalar(0.5)?);
+    assert!(f32s(&t.apply_in_place(&ops, &[&col])?) == want_t, "strided view values differ");
+    // Recorded for autograd: the ops run as ops.
+    let p = Tensor::randn([3], DType::F32, &cpu())?.with_requires_grad(true)?;
+    let y = p.clone().apply_in_place(&[Op::Unary(UnaryOp::Square)], &[])?;
+    assert!(y.requires_grad() && y.id() != p.id());
+    // Bad chains are refused by name.
+    let e = |ops: &[Op], operands: &[&Tensor]| x.clone().apply_in_place(ops, operands).unwrap_err().to_string();
+    assert!(e(&[Op::Binary(BinaryOp::Add)], &[]).contains("1 binary ops take as many operands, got 0"));
+    assert!(e(&[Op::Softmax { dim: 0 }], &[]).contains("`softmax` is not an element-wise op"));
+    let wide = Tensor::randn([2, 70, 90], DType::F32, &cpu())?;
+    assert!(e(&[Op::Binary(BinaryOp::Add)], &[&wide]).contains("would change the tensor's shape or dtype"));
+    Ok(())
+}
+
 /// A weight packed once ([`Tensor::prepack`]) gives the same bits as the
 /// convolution that reorders it on every call: alone and heading a fused op,
 /// with and without bias, for pixel tiles (any channel count) and channel

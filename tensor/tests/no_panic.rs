@@ -815,9 +815,23 @@ fn random_call(r: &mut Rng) -> (usize, String, Call) {
                     _ => Op::Binary(BinaryOp::Add),
                 })
                 .collect();
-            let _ = write!(d, "fused({}, {:?})", head.name(), epilogue.iter().map(|o| o.name()).collect::<Vec<_>>());
+            // Or the same chain in place over the first input (unique, or a
+            // view, or shared with the operands).
+            let in_place = r.chance(1, 2);
+            let _ = write!(
+                d,
+                "{}({}, {:?})",
+                if in_place { "apply_in_place" } else { "fused" },
+                head.name(),
+                epilogue.iter().map(|o| o.name()).collect::<Vec<_>>()
+            );
             Box::new(move || {
                 let refs: Vec<&Tensor> = inputs.iter().collect();
+                if in_place {
+                    let target =
+                        if inputs.len().is_multiple_of(2) { inputs[0].mul_scalar(1.0)? } else { inputs[0].clone() };
+                    return touch(&target.apply_in_place(&epilogue, &refs[1..])?);
+                }
                 touch_all(&Tensor::apply(Op::Fused { head: Box::new(head), epilogue }, &refs)?)
             })
         }

@@ -234,6 +234,26 @@ impl Backend for CpuBackend {
         Ok(Storage::cpu(r))
     }
 
+    fn execute_in_place(
+        &self,
+        ops: &[Op],
+        target: &mut Storage,
+        layout: &Layout,
+        operands: &[OpInput<'_>],
+    ) -> Result<bool> {
+        let whole = layout.is_contiguous() && layout.offset() == 0 && layout.numel() == target.len();
+        let dtype = target.dtype();
+        if !whole || !dtype.is_float() {
+            return Ok(false);
+        }
+        let Some(buf) = target.cpu_mut() else { return Ok(false) };
+        let out = layout.shape();
+        let owned = epilogue_operands(operands, out)?;
+        let views = operand_views(operands, &owned, out);
+        elementwise::epilogue(buf, elementwise::Epilogue::new(ops, &views, dtype)?)?;
+        Ok(true)
+    }
+
     fn prepack(&self, op: &Op, input: usize, inputs: &[TensorMeta], data: OpInput<'_>) -> Result<Option<Storage>> {
         // Alone or heading a fused op: convolution weights for the direct
         // kernels, transposed linear weights for the gemm crate.
