@@ -9,7 +9,7 @@
 //! exact size from there, so after the first run a plan allocates only the
 //! buffers of the outputs it returns.
 
-use crate::graph::{Graph, Node};
+use crate::graph::{Def, Graph, Node};
 use oar_tensor::op::{BinaryOp, Op, TensorMeta};
 use oar_tensor::{ArenaStats, BufferArena, Error, ErrorKind, Result, Tensor};
 use smallvec::SmallVec;
@@ -65,7 +65,7 @@ impl Plan {
     /// are taken here, once, rather than on every run; weights the backend
     /// reads faster in a layout of its own are packed into it
     /// ([`Tensor::prepack`]).
-    pub fn new(graph: Graph) -> Result<Arc<Plan>> {
+    pub fn new(mut graph: Graph) -> Result<Arc<Plan>> {
         graph.verify()?;
         let uses = graph.use_counts();
         let (mut constant, hoisted) = constants(&graph)?;
@@ -79,6 +79,7 @@ impl Plan {
         let is_output = |v: usize| graph.outputs.iter().any(|o| o.index() == v);
         let mut steps = Vec::with_capacity(graph.nodes.len());
         let (mut packed, mut in_place_steps) = (0, 0);
+        let mut unpacked = Vec::new();
         for (s, node) in graph.nodes.iter().enumerate().filter(|(s, _)| !hoisted[*s]) {
             let mut free: SmallVec<[usize; 3]> = SmallVec::new();
             for v in &node.inputs {
@@ -96,6 +97,9 @@ impl Plan {
             let mut inputs: SmallVec<[usize; 3]> = node.inputs.iter().map(|v| v.index()).collect();
             let mut op = node.op.clone();
             if let Some((k, packed_op, tensor)) = prepack(&graph, &constant, node)? {
+                if let Some(w) = shared_weight(&graph, &uses, &hoisted, node.inputs[k], &tensor, &packed_op)? {
+                    unpacked.push(w);
+                }
                 inputs[k] = constant.len();
                 constant.push(Some(tensor));
                 packed += 1;
@@ -105,6 +109,11 @@ impl Plan {
             in_place_steps += usize::from(in_place.is_some());
             let outputs = node.outputs.iter().map(|v| v.index()).collect();
             steps.push(Step { op, inputs, outputs, free, in_place });
+        }
+        // Weights whose packed copy holds their values in a plain layout
+        // become views of it: the plan keeps one buffer, not two.
+        for (w, view) in unpacked {
+            graph.weights[w].tensor = view;
         }
         // The constants a run reads: a weight only its packed copy or a view
         // reads stays out of the slots.
@@ -315,4 +324,38 @@ fn in_place(graph: &Graph, node: &Node, free: &[usize]) -> Option<InPlace> {
     ops.extend(epilogue.iter().cloned());
     let operands = node.inputs.iter().enumerate().filter(|&(k, _)| k != input).map(|(_, v)| v.index()).collect();
     Some(InPlace { input, ops, operands })
+}
+
+/// The weight whose transpose `v` is, as a view of `packed` (the copy
+/// [`Tensor::prepack`] made of `v` for `packed_op`), when the backend packed
+/// it in a plain layout ([`Tensor::unpacked`]) and nothing else reads the
+/// weight or `v`: the graph can then hold that view instead of its own
+/// buffer. The weight's index in `graph.weights` and the view.
+fn shared_weight(
+    graph: &Graph,
+    uses: &[usize],
+    hoisted: &[bool],
+    v: crate::graph::ValueId,
+    packed: &Tensor,
+    packed_op: &Op,
+) -> Result<Option<(usize, Tensor)>> {
+    let defs = graph.defs();
+    let Some(Def::Node(n, 0)) = defs[v.index()] else { return Ok(None) };
+    let node = &graph.nodes[n];
+    let (Op::Permute { perm }, true) = (&node.op, hoisted[n]) else { return Ok(None) };
+    let w = node.inputs[0];
+    let Some(Def::Weight(wi)) = defs[w.index()] else { return Ok(None) };
+    if uses[w.index()] != 1 || uses[v.index()] != 1 {
+        return Ok(None);
+    }
+    let Some(values) = packed.unpacked(packed_op) else { return Ok(None) };
+    let mut inverse = vec![0; perm.len()];
+    for (i, &p) in perm.iter().enumerate() {
+        inverse[p] = i;
+    }
+    let view = {
+        let _no_grad = oar_tensor::no_grad();
+        values.permute(inverse)?
+    };
+    Ok((view.meta() == graph.values[w.index()]).then_some((wi, view)))
 }

@@ -180,6 +180,26 @@ fn wide_linear_weights_are_copied_row_major_where_that_is_faster() {
             let d = rel_diff(&eager, &plan.run(std::slice::from_ref(&x)).unwrap()[0]);
             assert!(d <= 1e-5, "batch {batch}: static differs from eager by {d}");
         }
+        // A copied weight stays in the plan's graph as a view of its copy
+        // (one buffer, not two), with the module's values: saving the graph
+        // writes them, and the loaded model computes the same bits.
+        let module_weights = mlp.state_dict();
+        let mut views = 0;
+        for w in &plan.graph().weights {
+            let strided = !w.tensor.is_contiguous();
+            views += usize::from(strided);
+            let original = module_weights.iter().find(|(n, _)| *n == w.name).map(|(_, t)| t.clone()).unwrap();
+            assert_eq!(w.tensor.to_vec::<f32>().unwrap(), original.to_vec::<f32>().unwrap(), "{}", w.name);
+        }
+        assert_eq!(views, plan.prepacked_weights(), "batch {batch}");
+        let dir = std::env::temp_dir().join(format!("oar_jit_packed_{batch}_{}", std::process::id()));
+        oar_jit::save(plan.graph(), &dir).unwrap();
+        let loaded = Plan::new(oar_jit::load(&dir).unwrap()).unwrap();
+        assert_eq!(loaded.prepacked_weights(), plan.prepacked_weights());
+        let (a, b) =
+            (&plan.run(std::slice::from_ref(&x)).unwrap()[0], &loaded.run(std::slice::from_ref(&x)).unwrap()[0]);
+        assert_eq!(a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
 

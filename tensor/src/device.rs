@@ -150,6 +150,16 @@ pub trait Backend: Send + Sync + fmt::Debug {
         Ok(None)
     }
 
+    /// The strided layout in which a buffer [`Backend::prepack`] made for
+    /// input `input` of `op` holds that input's values (`logical`), when it
+    /// is a plain one (a row-major copy, say): a caller can then keep that
+    /// one buffer for both uses ([`Tensor::unpacked`](crate::Tensor::unpacked)).
+    /// `None`, the default, for layouts only the backend's kernels read.
+    fn packed_layout(&self, op: &Op, input: usize, logical: &TensorMeta) -> Option<Layout> {
+        let _ = (op, input, logical);
+        None
+    }
+
     /// Applies the element-wise `ops` (what an [`Op::Fused`] epilogue may
     /// hold; `operands`: one per binary op, its right-hand side, broadcast to
     /// `layout`'s shape) to `target` in place, when this backend can write

@@ -530,6 +530,22 @@ impl Tensor {
         Ok(x)
     }
 
+    /// The values a packed tensor holds, as a view of its buffer with the
+    /// logical shape, when the backend packed them in a plain strided layout
+    /// ([`Backend::packed_layout`](crate::Backend::packed_layout)): `prepacked`
+    /// is the [`Op::Prepacked`] that [`Tensor::prepack`] returned with this
+    /// tensor. Lets a caller that keeps the packed copy drop the original.
+    /// `None` for layouts only the backend reads, or for another op.
+    pub fn unpacked(&self, prepacked: &Op) -> Option<Tensor> {
+        let Op::Prepacked { op, input, logical } = prepacked else { return None };
+        let layout = self.device().backend().packed_layout(op, *input, logical)?;
+        let fits = logical.dtype == self.dtype()
+            && layout.shape() == &logical.shape
+            && layout.storage_extent() <= self.0.storage.len()
+            && self.0.layout.offset() == 0;
+        fits.then(|| Tensor::from_parts(self.0.storage.clone(), layout, self.device().clone()))
+    }
+
     /// Moves (copies) the tensor to `device`; a no-op handle clone if it is there already.
     pub fn to_device(&self, device: &Device) -> Result<Tensor> {
         if self.device() == device {

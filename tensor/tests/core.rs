@@ -643,6 +643,7 @@ fn prepacked_convolutions_equal_the_unpacked_ones_bit_for_bit() -> Result<()> {
             };
             packed_any = true;
             assert_eq!(packed.dims(), [c * kh * kw * o.div_ceil(8) * 8]);
+            assert!(packed.unpacked(&packed_op).is_none(), "the channel-blocked order is no strided layout");
             let mut packed_inputs = inputs.clone();
             packed_inputs[1] = &packed;
             assert_eq!(f32s(&Tensor::apply(packed_op, &packed_inputs)?[0]), want, "{op:?}, x {:?}", x.dims());
@@ -698,6 +699,10 @@ fn prepacked_linear_weights_are_row_major_copies_where_they_pay() -> Result<()> 
         assert_eq!(packed.is_some(), packs && avx512, "[{m}, {k}] x [{k}, {n}]");
         let Some((op, packed)) = packed else { continue };
         assert_eq!(f32s(&packed), f32s(&wt.contiguous()?));
+        // The copy holds the weight's values in a plain layout: viewable as it.
+        let view = packed.unpacked(&op).expect("a row-major copy");
+        assert_eq!((view.dims(), f32s(&view)), (wt.dims(), f32s(&wt)));
+        assert!(packed.unpacked(&Op::Matmul).is_none(), "not a prepacked op");
         let got = Tensor::apply(op, &[&x, &packed])?.swap_remove(0).to_dtype(DType::F64)?;
         let want = x.to_dtype(DType::F64)?.matmul(&wt.to_dtype(DType::F64)?)?;
         let err = got.sub(&want)?.abs()?.max_all()?.item()? / want.abs()?.max_all()?.item()?;

@@ -234,6 +234,12 @@ impl Backend for CpuBackend {
         Ok(Storage::cpu(r))
     }
 
+    fn packed_layout(&self, op: &Op, input: usize, logical: &TensorMeta) -> Option<Layout> {
+        // Linear weights are packed as row-major copies; convolution weights
+        // in the kernels' channel-blocked order, which no layout describes.
+        (input == 1 && matches!(fused_head(op), Op::Matmul)).then(|| Layout::contiguous(logical.shape.clone()))
+    }
+
     fn execute_in_place(
         &self,
         ops: &[Op],
