@@ -14,6 +14,7 @@
 //! | `conv2d_f32/in{N}x3x32x32_w10x3x3x3_p0`   | seed-model conv, bias, stride 1, no padding, N=1, 64 |
 //! | `conv2d_f32/in64x1x28x28_w6x1x5x5_p2`     | LeNet-5 conv1, bias, padding 2                       |
 //! | `conv2d_f32/in64x6x14x14_w16x6x5x5_p0`    | LeNet-5 conv2, bias                                  |
+//! | `conv2d_f32/in32x64x16x16_w64x64x3x3_p1`  | ResNet basic-block conv, 64 channels (im2col + gemm) |
 //! | `conv2d_f32/{conv}_prepacked`             | each conv above from weights packed once (Oar only)  |
 //! | `add_f32/1024x1024`                       | element-wise add of two 1M-element tensors           |
 //! | `add_f32/1`                               | add of two `[1]` tensors (per-op overhead)           |
@@ -56,11 +57,13 @@ fn matmul(c: &mut Criterion) {
 
 fn conv2d(c: &mut Criterion) {
     // (id, input shape, weight shape, padding)
-    let cases: [(&str, [usize; 4], [usize; 4], usize); 4] = [
+    let cases: [(&str, [usize; 4], [usize; 4], usize); 5] = [
         ("in1x3x32x32_w10x3x3x3_p0", [1, 3, 32, 32], [10, 3, 3, 3], 0),
         ("in64x3x32x32_w10x3x3x3_p0", [64, 3, 32, 32], [10, 3, 3, 3], 0),
         ("in64x1x28x28_w6x1x5x5_p2", [64, 1, 28, 28], [6, 1, 5, 5], 2),
         ("in64x6x14x14_w16x6x5x5_p0", [64, 6, 14, 14], [16, 6, 5, 5], 0),
+        // A ResNet basic block's: 64 channels take im2col + gemm.
+        ("in32x64x16x16_w64x64x3x3_p1", [32, 64, 16, 16], [64, 64, 3, 3], 1),
     ];
     let mut g = c.benchmark_group("conv2d_f32");
     g.sample_size(30).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));

@@ -122,19 +122,33 @@ fn add_bias<T: GemmElem + std::ops::Add<Output = T>>(out: &mut [T], bias: Option
 
 /// Runs `per_image` on every image: in parallel over images when there are
 /// at least as many as threads, otherwise one at a time with each image's
-/// gemm (of size `mnk`) given the whole team.
-fn over_images<T: Send>(
+/// gemm (of size `mnk`) given the whole team. Each participant gets one
+/// `scratch`-element buffer for all its images (which overwrite it).
+fn over_images<T: Send + Copy + Default>(
     out: &mut [T],
     img: usize,
     (m, n, k): (usize, usize, usize),
-    per_image: impl Fn(usize, &mut [T], usize) + Sync + Send,
+    scratch: usize,
+    per_image: impl Fn(&mut [T], usize, &mut [T], usize) + Sync + Send,
 ) {
     let threads = num_threads();
+    let init = || Scratch(super::arena::filled(scratch, T::default()));
     if threads > 1 && out.len() / img.max(1) >= threads {
-        team::chunks_mut(true, out, img, |i, dst| per_image(i, dst, 1));
+        team::chunks_mut_init(true, out, img, init, |s, i, dst| per_image(&mut s.0, i, dst, 1));
     } else {
         let threads = if gemm_is_parallel(threads, m, n, k) { threads } else { 1 };
-        out.chunks_mut(img).enumerate().for_each(|(i, dst)| per_image(i, dst, threads));
+        let mut s = init();
+        out.chunks_mut(img).enumerate().for_each(|(i, dst)| per_image(&mut s.0, i, dst, threads));
+    }
+}
+
+/// A convolution's per-thread column buffer: back to the running thread's
+/// buffer arena when done, so an executor's next run reuses it.
+struct Scratch<T>(Vec<T>);
+
+impl<T> Drop for Scratch<T> {
+    fn drop(&mut self) {
+        super::arena::recycle(&mut self.0);
     }
 }
 
@@ -192,15 +206,16 @@ pub(super) fn conv2d_typed<T: GemmElem + std::ops::Add<Output = T>>(
     if out.is_empty() {
         return out;
     }
-    over_images(&mut out, g.o * l, (l, og, k), |i, dst, threads| {
+    let scratch = if pointwise { 0 } else { k * l };
+    over_images(&mut out, g.o * l, (l, og, k), scratch, |col, i, dst, threads| {
         let xi = &x[i * g.c * g.h * g.w..][..g.c * g.h * g.w];
-        let mut col = if pointwise { Vec::new() } else { vec![T::default(); k * l] };
         for grp in 0..g.groups {
             let rhs: &[T] = if pointwise {
                 &xi[grp * cg * l..][..cg * l]
             } else {
-                im2col(xi, &g, grp * cg, cg, &mut col);
-                &col
+                // Writes every element, so the buffer needs no clearing between images.
+                im2col(xi, &g, grp * cg, cg, col);
+                col
             };
             let wg = &w[grp * og * k..][..og * k];
             let dst = &mut dst[grp * og * l..][..og * l];
@@ -232,16 +247,15 @@ fn conv_t_typed<T: GemmElem + std::ops::Add<Output = T>>(
     if out.is_empty() {
         return out;
     }
-    over_images(&mut out, g.o * l_out, (rows, l_in, cg), |i, dst, threads| {
+    over_images(&mut out, g.o * l_out, (rows, l_in, cg), rows * l_in, |col, i, dst, threads| {
         let xi = &x[i * g.c * l_in..][..g.c * l_in];
-        let mut col = vec![T::zero(); rows * l_in];
         for grp in 0..g.groups {
             // wg is [cg, og*kh*kw], xg is [cg, h*w]; col = wg^T @ xg reads wg transposed through its strides.
             let wg = &w[grp * cg * rows..][..cg * rows];
             let xg = &xi[grp * cg * l_in..][..cg * l_in];
             let wt = MatRef { ptr: wg.as_ptr(), rs: 1, cs: rows };
             // SAFETY: wt is rows x cg inside wg (row stride 1, column stride rows); xg is cg x l_in; col is rows x l_in.
-            unsafe { gemm_raw(&mut col, wt, MatRef::rows(xg, l_in), (rows, l_in, cg), threads) };
+            unsafe { gemm_raw(col, wt, MatRef::rows(xg, l_in), (rows, l_in, cg), threads) };
             let dst = &mut dst[grp * og * l_out..][..og * l_out];
             for o in 0..og {
                 let plane = &mut dst[o * l_out..][..l_out];
