@@ -10,7 +10,7 @@
 //! buffers of the outputs it returns.
 
 use crate::graph::{Def, Graph, Node};
-use oar_tensor::op::{BinaryOp, Op, TensorMeta};
+use oar_tensor::op::{accumulator_inputs, inverse_permutation, Op, TensorMeta};
 use oar_tensor::{ArenaStats, BufferArena, Error, ErrorKind, Result, Tensor};
 use smallvec::SmallVec;
 use std::sync::{Arc, Mutex};
@@ -49,8 +49,6 @@ pub struct Plan {
     fixed: Vec<(usize, Tensor)>,
     /// How many of those are packed weights.
     packed: usize,
-    /// How many steps overwrite an input's buffer.
-    in_place_steps: usize,
     inputs: Vec<usize>,
     outputs: Vec<usize>,
     /// Slots of outputs that are weights or inputs, which are never freed.
@@ -78,8 +76,7 @@ impl Plan {
         }
         let is_output = |v: usize| graph.outputs.iter().any(|o| o.index() == v);
         let mut steps = Vec::with_capacity(graph.nodes.len());
-        let (mut packed, mut in_place_steps) = (0, 0);
-        let mut unpacked = Vec::new();
+        let (mut packed, mut unpacked, defs) = (0, Vec::new(), graph.defs());
         for (s, node) in graph.nodes.iter().enumerate().filter(|(s, _)| !hoisted[*s]) {
             let mut free: SmallVec<[usize; 3]> = SmallVec::new();
             for v in &node.inputs {
@@ -97,7 +94,7 @@ impl Plan {
             let mut inputs: SmallVec<[usize; 3]> = node.inputs.iter().map(|v| v.index()).collect();
             let mut op = node.op.clone();
             if let Some((k, packed_op, tensor)) = prepack(&graph, &constant, node)? {
-                if let Some(w) = shared_weight(&graph, &uses, &hoisted, node.inputs[k], &tensor, &packed_op)? {
+                if let Some(w) = shared_weight(&graph, &defs, &uses, &hoisted, node.inputs[k], &tensor, &packed_op)? {
                     unpacked.push(w);
                 }
                 inputs[k] = constant.len();
@@ -106,7 +103,6 @@ impl Plan {
                 op = packed_op;
             }
             let in_place = in_place(&graph, node, &free);
-            in_place_steps += usize::from(in_place.is_some());
             let outputs = node.outputs.iter().map(|v| v.index()).collect();
             steps.push(Step { op, inputs, outputs, free, in_place });
         }
@@ -131,17 +127,7 @@ impl Plan {
         let inputs = graph.inputs.iter().map(|i| i.value.index()).collect();
         let outputs = graph.outputs.iter().map(|v| v.index()).collect();
         let slots = constant.len();
-        Ok(Arc::new(Plan {
-            graph,
-            steps,
-            fixed,
-            packed,
-            in_place_steps,
-            inputs,
-            outputs,
-            slots,
-            arenas: Mutex::default(),
-        }))
+        Ok(Arc::new(Plan { graph, steps, fixed, packed, inputs, outputs, slots, arenas: Mutex::default() }))
     }
 
     /// How many weights the plan keeps packed in its backend's layout.
@@ -153,7 +139,7 @@ impl Plan {
     /// there (element-wise steps that fusion left alone: a value's last
     /// reader when it has others, say).
     pub fn in_place_steps(&self) -> usize {
-        self.in_place_steps
+        self.steps.iter().filter(|s| s.in_place.is_some()).count()
     }
 
     pub fn graph(&self) -> &Graph {
@@ -233,17 +219,9 @@ impl Plan {
         for step in &self.steps {
             let outs = if let Some(ip) = &step.in_place {
                 let target = slots[step.inputs[ip.input]].take().expect("a verified plan defines values before use");
-                let mut refs: SmallVec<[&Tensor; 3]> = SmallVec::new();
-                for &i in &ip.operands {
-                    refs.push(slots[i].as_ref().expect("a verified plan defines values before use"));
-                }
-                vec![target.apply_in_place(&ip.ops, &refs)?]
+                vec![target.apply_in_place(&ip.ops, &gather(&slots, &ip.operands))?]
             } else {
-                let mut refs: SmallVec<[&Tensor; 3]> = SmallVec::new();
-                for &i in &step.inputs {
-                    refs.push(slots[i].as_ref().expect("a verified plan defines values before use"));
-                }
-                Tensor::apply(step.op.clone(), &refs)?
+                Tensor::apply(step.op.clone(), &gather(&slots, &step.inputs))?
             };
             for (&o, t) in step.outputs.iter().zip(outs) {
                 slots[o] = Some(t);
@@ -254,6 +232,16 @@ impl Plan {
         }
         Ok(self.outputs.iter().map(|&o| slots[o].clone().expect("outputs are kept")).collect())
     }
+}
+
+/// The tensors in `slots` at `indices`, which a verified plan has defined.
+fn gather<'a>(slots: &'a [Option<Tensor>], indices: &[usize]) -> SmallVec<[&'a Tensor; 3]> {
+    // Plain pushes, as Tensor::apply's own bookkeeping: cheaper than `collect` for a few.
+    let mut refs = SmallVec::new();
+    for &i in indices {
+        refs.push(slots[i].as_ref().expect("a verified plan defines values before use"));
+    }
+    refs
 }
 
 /// The values known before any run (weights, and views of them, taken now)
@@ -305,14 +293,8 @@ fn in_place(graph: &Graph, node: &Node, free: &[usize]) -> Option<InPlace> {
         Op::Fused { head, epilogue } => (head, epilogue),
         op => (op, &[]),
     };
-    let candidates: &[usize] = match head {
-        Op::Unary(_) | Op::BinaryScalar { .. } | Op::Clamp { .. } => &[0],
-        Op::Binary(BinaryOp::Add | BinaryOp::Mul) => &[0, 1],
-        Op::Binary(_) => &[0],
-        _ => return None,
-    };
     let out = &graph.values[node.outputs[0].index()];
-    let input = candidates.iter().copied().find(|&k| {
+    let input = accumulator_inputs(head).iter().copied().find(|&k| {
         let v = node.inputs[k];
         free.contains(&v.index())
             && node.inputs.iter().filter(|&&w| w == v).count() == 1
@@ -333,13 +315,13 @@ fn in_place(graph: &Graph, node: &Node, free: &[usize]) -> Option<InPlace> {
 /// buffer. The weight's index in `graph.weights` and the view.
 fn shared_weight(
     graph: &Graph,
+    defs: &[Option<Def>],
     uses: &[usize],
     hoisted: &[bool],
     v: crate::graph::ValueId,
     packed: &Tensor,
     packed_op: &Op,
 ) -> Result<Option<(usize, Tensor)>> {
-    let defs = graph.defs();
     let Some(Def::Node(n, 0)) = defs[v.index()] else { return Ok(None) };
     let node = &graph.nodes[n];
     let (Op::Permute { perm }, true) = (&node.op, hoisted[n]) else { return Ok(None) };
@@ -349,13 +331,9 @@ fn shared_weight(
         return Ok(None);
     }
     let Some(values) = packed.unpacked(packed_op) else { return Ok(None) };
-    let mut inverse = vec![0; perm.len()];
-    for (i, &p) in perm.iter().enumerate() {
-        inverse[p] = i;
-    }
     let view = {
         let _no_grad = oar_tensor::no_grad();
-        values.permute(inverse)?
+        values.permute(inverse_permutation(perm))?
     };
     Ok((view.meta() == graph.values[w.index()]).then_some((wi, view)))
 }

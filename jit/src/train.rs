@@ -82,24 +82,20 @@ impl Rule {
     }
 
     /// Values of the graph's trailing scalar inputs at step `t` (1-based)
-    /// with the groups' current learning rates `lrs`, computed on the host
+    /// with the groups' current learning rates, computed on the host
     /// so that one graph serves every step and every rate: SGD's rate per
     /// group; for Adam the bias correction `sqrt(1 - b2^t)`, then per group
     /// `lr / (1 - b1^t)`, then AdamW's decay factor `1 - lr * weight_decay`
     /// for each group that decays ([`Rule::scalar_slots`] says where).
-    fn scalars(&self, t: usize, groups: &[GroupSpec], lrs: &[f64]) -> Vec<f64> {
+    fn scalars(&self, t: usize, groups: &[GroupSpec]) -> Vec<f64> {
         match self {
-            Rule::Sgd(_) => lrs.to_vec(),
+            Rule::Sgd(_) => groups.iter().map(|g| g.lr).collect(),
             Rule::Adam { cfg, .. } => {
-                let corrections: Vec<(f64, f64)> =
-                    lrs.iter().map(|&lr| adam_bias_correction(cfg.betas, lr, t as u64)).collect();
-                let mut v = vec![corrections.first().map_or(1.0, |c| c.0)];
-                v.extend(corrections.iter().map(|c| c.1));
-                for (g, &lr) in groups.iter().zip(lrs) {
-                    if self.decays(g) {
-                        v.push(1.0 - lr * g.weight_decay);
-                    }
-                }
+                let correction = |lr| adam_bias_correction(cfg.betas, lr, t as u64);
+                // sqrt(1 - b2^t) does not depend on the rate.
+                let mut v = vec![correction(0.0).0];
+                v.extend(groups.iter().map(|g| correction(g.lr).1));
+                v.extend(groups.iter().filter(|g| self.decays(g)).map(|g| 1.0 - g.lr * g.weight_decay));
                 v
             }
         }
@@ -146,9 +142,8 @@ pub struct TrainStep {
     /// `state_kinds` groups of one tensor per parameter, kind by kind.
     state: Option<Vec<Tensor>>,
     buffers: Vec<Tensor>,
+    /// The groups' settings, with their current learning rates.
     groups: Vec<GroupSpec>,
-    /// The groups' current learning rates.
-    lrs: Vec<f64>,
     steps: usize,
 }
 
@@ -256,8 +251,7 @@ impl TrainStep {
             ));
         }
         let (buffer_names, bufs): (Vec<String>, Vec<Buffer>) = module.named_buffers().into_iter().unzip();
-        let lrs: Vec<f64> = specs.iter().map(|g| g.lr).collect();
-        let scalars = scalar_inputs(&rule, 1, &specs, &lrs, dtype)?;
+        let scalars = scalar_inputs(&rule, 1, &specs, dtype)?;
         let parts = Parts {
             module,
             loss,
@@ -289,14 +283,13 @@ impl TrainStep {
             state: None,
             buffers,
             groups: specs,
-            lrs,
             steps: 0,
         })
     }
 
     /// The learning rate the next step applies (the first group's).
     pub fn lr(&self) -> f64 {
-        self.lrs.first().copied().unwrap_or(0.0)
+        self.groups.first().map_or(0.0, |g| g.lr)
     }
 
     /// Sets the learning rate of the following steps, in every group (a
@@ -304,24 +297,24 @@ impl TrainStep {
     /// as `oar_nn::lr_scheduler` does for eager optimizers.
     pub fn set_lr(&mut self, lr: f64) -> Result<()> {
         check_lr("TrainStep::set_lr", lr)?;
-        self.lrs.iter_mut().for_each(|r| *r = lr);
+        self.groups.iter_mut().for_each(|g| g.lr = lr);
         Ok(())
     }
 
     /// The groups' learning rates, in [`TrainStep::grouped`]'s order (one
     /// group for the other constructors).
-    pub fn group_lrs(&self) -> &[f64] {
-        &self.lrs
+    pub fn group_lrs(&self) -> Vec<f64> {
+        self.groups.iter().map(|g| g.lr).collect()
     }
 
     /// Sets group `group`'s learning rate for the following steps.
     pub fn set_group_lr(&mut self, group: usize, lr: f64) -> Result<()> {
         check_lr("TrainStep::set_group_lr", lr)?;
-        let n = self.lrs.len();
-        let slot = self.lrs.get_mut(group).ok_or_else(|| {
+        let n = self.groups.len();
+        let slot = self.groups.get_mut(group).ok_or_else(|| {
             Error::invalid_arg("TrainStep::set_group_lr", format!("group {group} of a step with {n} groups"))
         })?;
-        *slot = lr;
+        slot.lr = lr;
         Ok(())
     }
 
@@ -339,7 +332,7 @@ impl TrainStep {
         };
         inputs.extend(self.buffers.iter().cloned());
         let dtype = scalar_dtype(&self.params);
-        inputs.extend(scalar_inputs(&self.rule, self.steps + 1, &self.groups, &self.lrs, dtype)?);
+        inputs.extend(scalar_inputs(&self.rule, self.steps + 1, &self.groups, dtype)?);
         let mut out = plan.run(&inputs)?.into_iter();
         let loss = out.next().expect("the loss is output 0");
         self.params = out.by_ref().take(n).collect();
@@ -395,11 +388,11 @@ fn scalar_dtype(params: &[Tensor]) -> DType {
     params.first().map_or(DType::F32, Tensor::dtype)
 }
 
-/// The rule's scalar graph inputs for step `t` at the groups' rates `lrs`,
+/// The rule's scalar graph inputs for step `t` at the groups' rates,
 /// as 0-d tensors of `dtype`.
-fn scalar_inputs(rule: &Rule, t: usize, groups: &[GroupSpec], lrs: &[f64], dtype: DType) -> Result<Vec<Tensor>> {
+fn scalar_inputs(rule: &Rule, t: usize, groups: &[GroupSpec], dtype: DType) -> Result<Vec<Tensor>> {
     let cpu = oar_tensor::Device::cpu();
-    rule.scalars(t, groups, lrs).into_iter().map(|v| Tensor::full(Shape::scalar(), v, dtype, &cpu)).collect()
+    rule.scalars(t, groups).into_iter().map(|v| Tensor::full(Shape::scalar(), v, dtype, &cpu)).collect()
 }
 
 fn check_lr(op: &'static str, lr: f64) -> Result<()> {

@@ -489,7 +489,7 @@ impl Op {
     /// ops other than [`Op::Fused`].
     pub fn epilogue_operands(&self) -> usize {
         match self {
-            Op::Fused { epilogue, .. } => epilogue.iter().filter(|o| matches!(o, Op::Binary(_))).count(),
+            Op::Fused { epilogue, .. } => binary_ops(epilogue),
             _ => 0,
         }
     }
@@ -517,5 +517,34 @@ impl Op {
 /// True for the ops an [`Op::Fused`] epilogue can run: unary, tensor-scalar,
 /// clamp and binary ops.
 pub fn is_epilogue_op(op: &Op) -> bool {
-    matches!(op, Op::Unary(_) | Op::BinaryScalar { .. } | Op::Clamp { .. } | Op::Binary(_))
+    !accumulator_inputs(op).is_empty()
+}
+
+/// How many of `ops` are binary, so many tensor operands a chain of them
+/// (an epilogue) reads.
+pub fn binary_ops(ops: &[Op]) -> usize {
+    ops.iter().filter(|o| matches!(o, Op::Binary(_))).count()
+}
+
+/// The inputs of an element-wise op that its result may overwrite, as a
+/// chain's running value (a fused epilogue's, an in-place step's): the
+/// left operand, or either for `add` and `mul`, whose operands commute
+/// bit for bit. Empty for other ops.
+pub fn accumulator_inputs(op: &Op) -> &'static [usize] {
+    match op {
+        Op::Unary(_) | Op::BinaryScalar { .. } | Op::Clamp { .. } => &[0],
+        Op::Binary(BinaryOp::Add | BinaryOp::Mul) => &[0, 1],
+        Op::Binary(_) => &[0],
+        _ => &[],
+    }
+}
+
+/// The permutation that undoes `perm` (`x.permute(perm).permute(inverse)`
+/// is `x`).
+pub fn inverse_permutation(perm: &[usize]) -> Vec<usize> {
+    let mut inverse = vec![0; perm.len()];
+    for (i, &p) in perm.iter().enumerate() {
+        inverse[p] = i;
+    }
+    inverse
 }

@@ -478,7 +478,7 @@ impl Tensor {
     /// ```
     pub fn apply_in_place(mut self, ops: &[Op], operands: &[&Tensor]) -> Result<Tensor> {
         const NAME: &str = "apply_in_place";
-        let binary = ops.iter().filter(|o| matches!(o, Op::Binary(_))).count();
+        let binary = crate::op::binary_ops(ops);
         if binary != operands.len() {
             return Err(Error::invalid(
                 NAME,

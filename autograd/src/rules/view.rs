@@ -4,11 +4,7 @@ use super::{Ctx, Grads};
 use oar_tensor::{Result, Tensor};
 
 pub(super) fn permute(perm: &[usize], g: &Tensor) -> Result<Grads> {
-    let mut inverse = vec![0; perm.len()];
-    for (i, &p) in perm.iter().enumerate() {
-        inverse[p] = i;
-    }
-    Ok(vec![Some(g.permute(inverse)?)])
+    Ok(vec![Some(g.permute(oar_tensor::op::inverse_permutation(perm))?)])
 }
 
 /// Zeros everywhere but the sliced positions `start, start + step, ...`:

@@ -1,5 +1,5 @@
 use crate::graph::{Def, Graph, ValueId};
-use oar_tensor::op::{BinaryOp, Op};
+use oar_tensor::op::{accumulator_inputs, Op};
 use oar_tensor::Result;
 
 /// Fuses element-wise ops (unary, tensor-scalar, clamp, binary) into the op
@@ -21,12 +21,7 @@ pub fn fuse_epilogues(g: &mut Graph) -> Result<usize> {
     while i < g.nodes.len() {
         let node = &g.nodes[i];
         // The producer's output among the node's inputs, and the other operand.
-        let candidates: &[(usize, Option<usize>)] = match node.op {
-            Op::Unary(_) | Op::BinaryScalar { .. } | Op::Clamp { .. } => &[(0, None)],
-            Op::Binary(BinaryOp::Add | BinaryOp::Mul) => &[(0, Some(1)), (1, Some(0))],
-            Op::Binary(_) => &[(0, Some(1))],
-            _ => &[],
-        };
+        let binary = matches!(node.op, Op::Binary(_));
         let eligible = |x: ValueId| -> Option<usize> {
             let Some(Def::Node(p, 0)) = defs[x.index()] else { return None };
             let head = &g.nodes[p].op;
@@ -38,9 +33,9 @@ pub fn fuse_epilogues(g: &mut Graph) -> Result<usize> {
                 && uses[x.index()] == 1;
             ok.then_some(p)
         };
-        let found = candidates.iter().find_map(|&(k, other)| {
+        let found = accumulator_inputs(&node.op).iter().find_map(|&k| {
             let x = node.inputs[k];
-            Some((x, eligible(x)?, other.map(|o| node.inputs[o])))
+            Some((x, eligible(x)?, binary.then(|| node.inputs[1 - k])))
         });
         let Some((x, p, operand)) = found else {
             i += 1;

@@ -9,6 +9,7 @@ use super::CpuStorage;
 use crate::dtype::{Float, FloatDType};
 use crate::op::{BinaryOp, CmpOp, Op, UnaryOp};
 use crate::{DType, Error, ErrorKind, Layout, Result, WithDType};
+use std::borrow::Cow;
 
 // The kernels' closures are `move`: constants they capture by value can be
 // kept in registers; captured by reference they were reloaded per element
@@ -264,33 +265,33 @@ fn clamp_with<T: WithDType, A: Apply<T>>(a: A, lo: Option<f64>, hi: Option<f64>)
 /// output element `i` meets `data[start + i % period]`. A same-shape
 /// operand has the output's length as its period; a bias row broadcast over
 /// the leading dims has the row's length.
-#[derive(Clone, Copy)]
 pub(crate) struct Operand<'a> {
-    data: &'a CpuStorage,
+    data: Cow<'a, CpuStorage>,
     start: usize,
     period: usize,
 }
 
 impl<'a> Operand<'a> {
-    /// `x` read as the operand of an output of shape `out`, when its layout
-    /// is a contiguous block repeated along leading dims (a same-shape
-    /// tensor, a bias row); `None` otherwise (see [`materialize_operand`]).
-    pub(crate) fn view(x: &'a CpuStorage, l: &Layout, out: &crate::Shape) -> Option<Self> {
-        let range = l.contiguous_range()?;
+    /// `x` (laid out as `l`) as the operand of an output of shape `out`:
+    /// read in place when `l` is a contiguous block repeated along leading
+    /// dims (a same-shape tensor, a bias row), else first broadcast to `out`
+    /// in a buffer of its own (a per-channel `[c, 1, 1]` scale, a transposed
+    /// view).
+    pub(crate) fn new(x: &'a CpuStorage, l: &Layout, out: &crate::Shape) -> Result<Self> {
         let dims = l.dims();
-        let lead = dims.iter().take_while(|&&d| d == 1).count();
-        let trailing = &dims[lead..];
-        let fits = trailing.len() <= out.rank() && out.dims()[out.rank() - trailing.len()..] == *trailing;
+        let trailing = &dims[dims.iter().take_while(|&&d| d == 1).count()..];
+        let repeats = trailing.len() <= out.rank() && out.dims()[out.rank() - trailing.len()..] == *trailing;
         // An empty block belongs to an empty output, which reads nothing.
-        fits.then_some(Operand { data: x, start: range.start, period: range.len().max(1) })
+        Ok(match l.contiguous_range() {
+            Some(range) if repeats => {
+                Operand { data: Cow::Borrowed(x), start: range.start, period: range.len().max(1) }
+            }
+            _ => {
+                let full = cast(x, &l.broadcast_to(out, "fused")?, x.dtype());
+                Operand { data: Cow::Owned(full), start: 0, period: out.numel().max(1) }
+            }
+        })
     }
-}
-
-/// `x` broadcast to `out` as a fresh contiguous buffer, for operands
-/// [`Operand::view`] cannot read in place (a per-channel `[c, 1, 1]` scale,
-/// a transposed view).
-pub(crate) fn materialize_operand(x: &CpuStorage, l: &Layout, out: &crate::Shape) -> Result<CpuStorage> {
-    Ok(cast(x, &l.broadcast_to(out, "fused")?, x.dtype()))
 }
 
 /// Element-wise ops that passed [`Epilogue::new`]'s check, with the tensor
@@ -309,7 +310,7 @@ impl<'a> Epilogue<'a> {
         if let Some(bad) = ops.iter().find(|o| !crate::op::is_epilogue_op(o)) {
             return Err(Error::invalid("fused", format!("`{}` cannot run as an epilogue", bad.name())));
         }
-        let binary = ops.iter().filter(|o| matches!(o, Op::Binary(_))).count();
+        let binary = crate::op::binary_ops(ops);
         if binary != operands.len() {
             return Err(Error::invalid(
                 "fused",
@@ -340,7 +341,7 @@ impl<'a> Epilogue<'a> {
                 Op::Clamp { min, max } => clamp_with(InPlace(&mut *chunk), *min, *max),
                 Op::Binary(b) => {
                     let o = operands.next().expect("checked by Epilogue::new");
-                    let data = T::storage_slice(o.data).expect("checked by Epilogue::new");
+                    let data = T::storage_slice(&o.data).expect("checked by Epilogue::new");
                     // Segments that do not cross the end of the operand's period.
                     let mut done = 0;
                     while done < chunk.len() {

@@ -26,6 +26,7 @@ pub use threads::{num_threads, set_num_threads};
 use crate::device::{Backend, BackendStorage, DeviceLocation, OpInput, Storage, Storages};
 use crate::op::{Op, TensorMeta};
 use crate::{Error, ErrorKind, Layout, Result, Shape};
+use smallvec::SmallVec;
 use std::borrow::Cow;
 
 /// The CPU backend. Stateless; the kernel thread team is process-wide.
@@ -59,36 +60,9 @@ fn fused_split(op: &Op, inputs: usize) -> Result<usize> {
     })
 }
 
-/// The epilogue operands [`elementwise::Operand::view`] cannot read in
-/// place, broadcast to `out` in buffers of their own (`None` for the rest).
-fn epilogue_operands(extra: &[OpInput<'_>], out: &Shape) -> Result<Vec<Option<CpuStorage>>> {
-    extra
-        .iter()
-        .map(|x| {
-            let data = cpu(x.storage)?;
-            match elementwise::Operand::view(data, x.layout, out) {
-                Some(_) => Ok(None),
-                None => elementwise::materialize_operand(data, x.layout, out).map(Some),
-            }
-        })
-        .collect()
-}
-
-/// The epilogue's views of its operands: in place, or of the buffers
-/// [`epilogue_operands`] filled.
-fn operand_views<'a>(
-    extra: &[OpInput<'a>],
-    owned: &'a [Option<CpuStorage>],
-    out: &Shape,
-) -> Vec<elementwise::Operand<'a>> {
-    extra
-        .iter()
-        .zip(owned)
-        .filter_map(|(x, o)| match o {
-            Some(o) => elementwise::Operand::view(o, &Layout::contiguous(out.clone()), out),
-            None => elementwise::Operand::view(cpu(x.storage).ok()?, x.layout, out),
-        })
-        .collect()
+/// The tensor operands of an epilogue over an output of shape `out`.
+fn epilogue_operands<'a>(extra: &[OpInput<'a>], out: &Shape) -> Result<SmallVec<[elementwise::Operand<'a>; 2]>> {
+    extra.iter().map(|x| elementwise::Operand::new(cpu(x.storage)?, x.layout, out)).collect()
 }
 
 /// The error for a prepacked op this backend never packs.
@@ -161,8 +135,7 @@ impl Backend for CpuBackend {
             Op::Pad { pads, value } => one(index::pad((s(0)?, l(0)), pads, *value, out)?),
             Op::Fused { head, epilogue } => {
                 let (head_inputs, extra) = inputs.split_at(fused_split(op, inputs.len())?);
-                let owned = epilogue_operands(extra, out)?;
-                let operands = operand_views(extra, &owned, out);
+                let operands = epilogue_operands(extra, out)?;
                 let ops = elementwise::Epilogue::new(epilogue, &operands, outputs[0].dtype)?;
                 if let Op::Conv2d(p) = &**head {
                     let bias = if head_inputs.len() > 2 { Some((s(2)?, l(2))) } else { None };
@@ -178,8 +151,7 @@ impl Backend for CpuBackend {
             Op::Prepacked { op: inner, input: 1, logical } => match fused_head(inner) {
                 Op::Conv2d(p) => {
                     let (head_inputs, extra) = inputs.split_at(fused_split(inner, inputs.len())?);
-                    let owned = epilogue_operands(extra, out)?;
-                    let operands = operand_views(extra, &owned, out);
+                    let operands = epilogue_operands(extra, out)?;
                     let epilogue = match &**inner {
                         Op::Fused { epilogue, .. } => {
                             Some(elementwise::Epilogue::new(epilogue, &operands, outputs[0].dtype)?)
@@ -254,9 +226,8 @@ impl Backend for CpuBackend {
         }
         let Some(buf) = target.cpu_mut() else { return Ok(false) };
         let out = layout.shape();
-        let owned = epilogue_operands(operands, out)?;
-        let views = operand_views(operands, &owned, out);
-        elementwise::epilogue(buf, elementwise::Epilogue::new(ops, &views, dtype)?)?;
+        let operands = epilogue_operands(operands, out)?;
+        elementwise::epilogue(buf, elementwise::Epilogue::new(ops, &operands, dtype)?)?;
         Ok(true)
     }
 
